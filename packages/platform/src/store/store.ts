@@ -1,0 +1,58 @@
+/**
+ * The store: a PostgreSQL pool behind Kysely, migrations, and the platform's
+ * queries. This folder is the only place with SQL.
+ */
+import pg from 'pg';
+import { Kysely, Migrator, PostgresDialect } from 'kysely';
+import type { Logger } from 'pino';
+import type { Database } from './schema.js';
+import { migrationProvider } from './migrations.js';
+import { createAgentQueries, type AgentQueries } from './agents.js';
+
+export interface StoreOptions {
+  /** postgres:// URL of the database. */
+  databaseUrl: string;
+  /** Pool size; default 10. */
+  maxConnections?: number;
+  logger: Logger;
+}
+
+export interface Store {
+  readonly db: Kysely<Database>;
+  readonly pool: pg.Pool;
+  readonly agents: AgentQueries;
+  /** Applies pending migrations under an advisory lock; returns the names applied. */
+  migrate(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export function createStore(options: StoreOptions): Store {
+  const pool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: options.maxConnections ?? 10,
+    application_name: 'agent-platform',
+  });
+  // An idle client that errors (server restart) must not crash the process;
+  // the pool drops it and the next query opens a new connection.
+  pool.on('error', (err) => options.logger.warn({ err }, 'idle database connection failed'));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
+  return {
+    db,
+    pool,
+    agents: createAgentQueries(db),
+    async migrate() {
+      const migrator = new Migrator({ db, provider: migrationProvider });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) throw error;
+      const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+      if (applied.length > 0) options.logger.info({ applied }, 'migrations applied');
+      return applied;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}
