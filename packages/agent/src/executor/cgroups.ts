@@ -1,0 +1,428 @@
+/**
+ * Per-task cgroups: limits (memory, cpu, processes) and a container that
+ * catches every process of a task, including those that called setsid.
+ *
+ * Probed once per executor. Preference per limit: cgroup v2 where the
+ * controller can be delegated, else cgroup v1, else the caller falls back to
+ * prlimit. Containment: a v2 cgroup (killed with cgroup.kill) even when v2 has
+ * no controllers (this hybrid host), else the v1 pids or memory cgroup.
+ * Task cgroups are nested under the agent's own cgroup in each hierarchy
+ * (`<own>/agent-platform/<task>`), so a supervisor's accounting of the agent
+ * still covers its tasks.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { describeError } from './errors.js';
+import type { EnforcedLimit, TaskLimits } from './types.js';
+
+type Controller = 'memory' | 'pids' | 'cpu';
+
+/** The cgroups of one task, across hierarchies. */
+export interface TaskCgroup {
+  /** cgroup.procs files the task's first process must join before it runs the script. */
+  readonly procsFiles: readonly string[];
+  /** Limits these cgroups apply. */
+  readonly enforced: readonly EnforcedLimit[];
+  /** Moves a process into every cgroup of the task (synchronously; used right after spawn). */
+  join(pid: number): void;
+  /** Sends a signal to every process in the task's containment cgroup. */
+  signalAll(signal: NodeJS.Signals): void;
+  /** SIGKILLs every process in the containment cgroup until it is empty (bounded by a deadline). */
+  killAll(): Promise<void>;
+  /** The kernel OOM-killed a process of the task. */
+  memoryLimitHit(): boolean;
+  /** A fork or clone failed because of the process limit. */
+  processLimitHit(): boolean;
+  /** Removes the cgroup directories (after killAll). */
+  remove(): Promise<void>;
+}
+
+/** What the probe found, for logs and docs. */
+export interface CgroupCapabilities {
+  /** Base directory of the v2 hierarchy for tasks, or null. */
+  v2Base: string | null;
+  /** Controllers delegated to task cgroups in v2. */
+  v2Controllers: Controller[];
+  /** v2 cgroups have cgroup.kill (kernel >= 5.14). */
+  v2Kill: boolean;
+  /** Base directory per v1 controller usable for tasks. */
+  v1Bases: Partial<Record<Controller, string>>;
+  /** Why a hierarchy or controller is not used, in words. */
+  unavailable: string[];
+}
+
+/** Creates task cgroups; `create` returns null where the host has no usable cgroups. */
+export interface CgroupManager {
+  readonly capabilities: CgroupCapabilities;
+  /** Which limits cgroups can enforce here. */
+  canEnforce(limit: 'memory' | 'cpu' | 'processes'): boolean;
+  create(name: string, limits: TaskLimits): Promise<TaskCgroup | null>;
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/** A manager that never creates cgroups (hosts without them, and tests of the fallbacks). */
+export function createNoCgroupManager(reason: string): CgroupManager {
+  return {
+    capabilities: { v2Base: null, v2Controllers: [], v2Kill: false, v1Bases: {}, unavailable: [reason] },
+    canEnforce: () => false,
+    create: () => Promise.resolve(null),
+  };
+}
+
+interface MountEntry {
+  root: string;
+  mountPoint: string;
+  fsType: string;
+  superOptions: string[];
+}
+
+function parseMountInfo(text: string): MountEntry[] {
+  const entries: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const fields = left.split(' ');
+    const [fsType, , superOpts] = right.split(' ');
+    const root = fields[3];
+    const mountPoint = fields[4];
+    if (!root || !mountPoint || !fsType) continue;
+    entries.push({
+      root,
+      mountPoint: unescapeMount(mountPoint),
+      fsType,
+      superOptions: (superOpts ?? '').split(','),
+    });
+  }
+  return entries;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Own cgroup path per v1 controller, and the v2 path under key ''. */
+function parseProcCgroup(text: string): Map<string, string> {
+  const own = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const controllers = m[2] ?? '';
+    const p = m[3] ?? '/';
+    if (controllers === '') own.set('', p);
+    for (const c of controllers.split(',')) if (c) own.set(c, p);
+  }
+  return own;
+}
+
+/** The directory of a cgroup path inside a mount, accounting for mounts of a sub-tree. */
+function cgroupDir(mount: MountEntry, cgroupPath: string): string {
+  let rel = cgroupPath;
+  if (mount.root !== '/' && (rel === mount.root || rel.startsWith(`${mount.root}/`)))
+    rel = rel.slice(mount.root.length);
+  return path.join(mount.mountPoint, rel);
+}
+
+const LIMIT_FILE: Record<'v1' | 'v2', Record<Controller, string>> = {
+  v1: { memory: 'memory.limit_in_bytes', pids: 'pids.max', cpu: 'cpu.cfs_quota_us' },
+  v2: { memory: 'memory.max', pids: 'pids.max', cpu: 'cpu.max' },
+};
+
+async function probeDir(base: string, check: (dir: string) => Promise<void>): Promise<void> {
+  await mkdir(base, { recursive: true });
+  const dir = path.join(base, `probe-${process.pid}-${Date.now()}`);
+  await mkdir(dir);
+  try {
+    await check(dir);
+  } finally {
+    await rmdir(dir).catch(() => undefined);
+  }
+}
+
+/**
+ * Probes the host's cgroups once. Never throws: whatever fails is recorded in
+ * `capabilities.unavailable` and not used.
+ */
+export async function createCgroupManager(logger: Logger): Promise<CgroupManager> {
+  const caps: CgroupCapabilities = {
+    v2Base: null,
+    v2Controllers: [],
+    v2Kill: false,
+    v1Bases: {},
+    unavailable: [],
+  };
+  let mounts: MountEntry[];
+  let own: Map<string, string>;
+  try {
+    mounts = parseMountInfo(await readFile('/proc/self/mountinfo', 'utf8'));
+    own = parseProcCgroup(await readFile('/proc/self/cgroup', 'utf8'));
+  } catch (err) {
+    return createNoCgroupManager(`cannot read /proc: ${describeError(err)}`);
+  }
+
+  const v2Mount = mounts.find((m) => m.fsType === 'cgroup2');
+  const v2Own = own.get('');
+  if (v2Mount && v2Own !== undefined) {
+    const ownDir = cgroupDir(v2Mount, v2Own);
+    const base = path.join(ownDir, 'agent-platform');
+    try {
+      const available = (await readFile(path.join(ownDir, 'cgroup.controllers'), 'utf8')).trim().split(/\s+/);
+      await mkdir(base, { recursive: true });
+      for (const c of ['memory', 'pids', 'cpu'] as const) {
+        if (!available.includes(c)) continue;
+        try {
+          // Fails with EBUSY when the agent's own cgroup holds processes and is not the root
+          // (no internal processes rule); then v2 is used for containment only.
+          await writeFile(path.join(ownDir, 'cgroup.subtree_control'), `+${c}`);
+          await writeFile(path.join(base, 'cgroup.subtree_control'), `+${c}`);
+          caps.v2Controllers.push(c);
+        } catch (err) {
+          caps.unavailable.push(`cgroup v2 ${c} controller not delegable: ${describeError(err)}`);
+        }
+      }
+      await probeDir(base, async (dir) => {
+        caps.v2Kill = existsSync(path.join(dir, 'cgroup.kill'));
+        for (const c of caps.v2Controllers) await readFile(path.join(dir, LIMIT_FILE.v2[c]), 'utf8');
+      });
+      caps.v2Base = base;
+      if (caps.v2Controllers.length === 0)
+        caps.unavailable.push('cgroup v2 has no memory/pids/cpu controller here');
+    } catch (err) {
+      caps.v2Controllers = [];
+      caps.unavailable.push(`cgroup v2 not writable: ${describeError(err)}`);
+    }
+  } else {
+    caps.unavailable.push('no cgroup v2 mount');
+  }
+
+  for (const c of ['memory', 'pids', 'cpu'] as const) {
+    if (caps.v2Controllers.includes(c)) continue;
+    const mount = mounts.find((m) => m.fsType === 'cgroup' && m.superOptions.includes(c));
+    const ownPath = own.get(c);
+    if (!mount || ownPath === undefined) {
+      caps.unavailable.push(`no cgroup v1 ${c} hierarchy`);
+      continue;
+    }
+    const base = path.join(cgroupDir(mount, ownPath), 'agent-platform');
+    try {
+      await probeDir(base, async (dir) => {
+        const file = path.join(dir, LIMIT_FILE.v1[c]);
+        // Write the "unlimited" value back: proves the limit file is writable.
+        await writeFile(file, c === 'pids' ? 'max' : '-1');
+      });
+      caps.v1Bases[c] = base;
+    } catch (err) {
+      caps.unavailable.push(`cgroup v1 ${c} controller not writable: ${describeError(err)}`);
+    }
+  }
+
+  logger.info({ cgroups: caps }, 'cgroups probed');
+  return {
+    capabilities: caps,
+    canEnforce(limit) {
+      const c: Controller = limit === 'processes' ? 'pids' : limit;
+      return caps.v2Controllers.includes(c) || caps.v1Bases[c] !== undefined;
+    },
+    create: (name, limits) => createTaskCgroup(caps, name, limits, logger),
+  };
+}
+
+interface Member {
+  dir: string;
+  version: 1 | 2;
+}
+
+async function createTaskCgroup(
+  caps: CgroupCapabilities,
+  name: string,
+  limits: TaskLimits,
+  logger: Logger,
+): Promise<TaskCgroup | null> {
+  const members: Member[] = [];
+  const enforced: EnforcedLimit[] = [];
+  let memoryDir: Member | null = null;
+  let pidsDir: Member | null = null;
+  const made: string[] = [];
+  try {
+    if (caps.v2Base) {
+      const dir = path.join(caps.v2Base, name);
+      await mkdir(dir);
+      made.push(dir);
+      const m: Member = { dir, version: 2 };
+      members.push(m);
+      if (limits.memoryBytes > 0 && caps.v2Controllers.includes('memory')) {
+        await writeFile(path.join(dir, 'memory.max'), String(limits.memoryBytes));
+        // Without this the limit would only push the task into swap.
+        await writeFile(path.join(dir, 'memory.swap.max'), '0').catch(() => undefined);
+        enforced.push({ name: 'memory', mechanism: 'cgroup2', value: limits.memoryBytes });
+        memoryDir = m;
+      }
+      if (limits.maxProcesses > 0 && caps.v2Controllers.includes('pids')) {
+        await writeFile(path.join(dir, 'pids.max'), String(limits.maxProcesses));
+        enforced.push({ name: 'processes', mechanism: 'cgroup2', value: limits.maxProcesses });
+        pidsDir = m;
+      }
+      if (limits.cpuMillicores > 0 && caps.v2Controllers.includes('cpu')) {
+        await writeFile(path.join(dir, 'cpu.max'), `${cpuQuotaUs(limits.cpuMillicores)} ${CPU_PERIOD_US}`);
+        enforced.push({ name: 'cpu', mechanism: 'cgroup2', value: limits.cpuMillicores });
+      }
+    }
+    const v1 = async (c: Controller, write: (dir: string) => Promise<void>): Promise<Member | null> => {
+      const base = caps.v1Bases[c];
+      if (!base) return null;
+      const dir = path.join(base, name);
+      await mkdir(dir);
+      made.push(dir);
+      await write(dir);
+      const m: Member = { dir, version: 1 };
+      members.push(m);
+      return m;
+    };
+    if (limits.memoryBytes > 0 && !memoryDir) {
+      memoryDir = await v1('memory', async (dir) => {
+        await writeFile(path.join(dir, 'memory.limit_in_bytes'), String(limits.memoryBytes));
+        // memsw (memory + swap) must be >= the memory limit, so it is written second.
+        if (existsSync(path.join(dir, 'memory.memsw.limit_in_bytes'))) {
+          await writeFile(path.join(dir, 'memory.memsw.limit_in_bytes'), String(limits.memoryBytes));
+        }
+      });
+      if (memoryDir) enforced.push({ name: 'memory', mechanism: 'cgroup1', value: limits.memoryBytes });
+    }
+    // Without v2, the v1 pids cgroup is also the container that catches setsid escapees,
+    // so it is made even when no process limit is asked for.
+    const wantPids = limits.maxProcesses > 0 && !pidsDir;
+    if (wantPids || (!caps.v2Base && !memoryDir)) {
+      const m = await v1('pids', (dir) =>
+        writeFile(path.join(dir, 'pids.max'), wantPids ? String(limits.maxProcesses) : 'max'),
+      );
+      if (m && wantPids) {
+        pidsDir = m;
+        enforced.push({ name: 'processes', mechanism: 'cgroup1', value: limits.maxProcesses });
+      }
+    }
+    if (limits.cpuMillicores > 0 && !enforced.some((e) => e.name === 'cpu')) {
+      const m = await v1('cpu', async (dir) => {
+        await writeFile(path.join(dir, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
+        await writeFile(path.join(dir, 'cpu.cfs_quota_us'), String(cpuQuotaUs(limits.cpuMillicores)));
+      });
+      if (m) enforced.push({ name: 'cpu', mechanism: 'cgroup1', value: limits.cpuMillicores });
+    }
+  } catch (err) {
+    logger.warn({ err: describeError(err), cgroup: name }, 'cannot create task cgroup');
+    for (const dir of made.reverse()) await rmdir(dir).catch(() => undefined);
+    return null;
+  }
+  if (members.length === 0) return null;
+
+  // The container: v2 if present (it has cgroup.kill), else a v1 cgroup that every process joins.
+  const container = members.find((m) => m.version === 2) ?? pidsDir ?? memoryDir ?? members[0];
+  if (!container) return null;
+  const containerProcs = path.join(container.dir, 'cgroup.procs');
+  const useKillFile = container.version === 2 && caps.v2Kill;
+
+  const readPids = (): number[] => {
+    try {
+      return readFileSync(containerProcs, 'utf8')
+        .split('\n')
+        .filter((s) => s !== '')
+        .map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const counter = (file: string, key: string): number => {
+    try {
+      const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(readFileSync(file, 'utf8'));
+      return m ? Number(m[1]) : 0;
+    } catch {
+      return 0;
+    }
+  };
+
+  return {
+    procsFiles: members.map((m) => path.join(m.dir, 'cgroup.procs')),
+    enforced,
+    join(pid) {
+      for (const m of members) {
+        try {
+          writeFileSync(path.join(m.dir, 'cgroup.procs'), String(pid));
+        } catch (err) {
+          // ESRCH: the process is already gone, nothing to contain.
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+        }
+      }
+    },
+    signalAll(signal) {
+      for (const pid of readPids()) signalPid(pid, signal);
+    },
+    async killAll() {
+      if (useKillFile) {
+        await writeFile(path.join(container.dir, 'cgroup.kill'), '1').catch(() => undefined);
+      }
+      // v1 has no atomic kill: repeat until the cgroup is empty, which also catches
+      // processes forked between reading the list and the kill.
+      const deadline = Date.now() + 5000;
+      for (;;) {
+        const pids = readPids();
+        if (pids.length === 0) return;
+        if (Date.now() > deadline) {
+          logger.warn({ cgroup: container.dir, pids: pids.length }, 'task cgroup still not empty after kill');
+          return;
+        }
+        for (const pid of pids) signalPid(pid, 'SIGKILL');
+        await sleep(5);
+      }
+    },
+    memoryLimitHit() {
+      if (!memoryDir) return false;
+      if (memoryDir.version === 2) return counter(path.join(memoryDir.dir, 'memory.events'), 'oom_kill') > 0;
+      const oomControl = path.join(memoryDir.dir, 'memory.oom_control');
+      const kills = counter(oomControl, 'oom_kill');
+      if (kills > 0) return true;
+      // Kernels before 4.13 have no oom_kill counter; under_oom is the next best sign.
+      return counter(oomControl, 'under_oom') > 0;
+    },
+    processLimitHit() {
+      if (!pidsDir) return false;
+      return counter(path.join(pidsDir.dir, 'pids.events'), 'max') > 0;
+    },
+    async remove() {
+      for (const m of [...members].reverse()) {
+        // A killed process leaves its cgroup a moment after the signal; retry briefly.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await rmdir(m.dir);
+            break;
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT') break;
+            if (attempt >= 50) {
+              logger.warn({ err: describeError(err), cgroup: m.dir }, 'cannot remove task cgroup');
+              break;
+            }
+            await sleep(10);
+          }
+        }
+      }
+    },
+  };
+}
+
+function cpuQuotaUs(millicores: number): number {
+  // The kernel refuses quotas under 1 ms.
+  return Math.max(1000, Math.round((millicores * CPU_PERIOD_US) / 1000));
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // ESRCH: already gone.
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

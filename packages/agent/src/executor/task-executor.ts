@@ -1,0 +1,127 @@
+/**
+ * The executor: a FIFO queue in front of at most `maxConcurrent` TaskRuns.
+ *
+ *   start() ──> queued (FIFO, at most maxQueued) ──> running (at most maxConcurrent) ──> done
+ *                  └── cancel: leaves the queue, result 'canceled' at once
+ */
+import { access } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
+import { ExecutorError, describeError } from './errors.js';
+import { resolveExecutorOptions } from './options.js';
+import { TaskRun, type HostTools } from './task-run.js';
+import type { OutputChunk, RunningTask, TaskExecutor, TaskExecutorOptions, TaskSpec } from './types.js';
+
+/** Test seams: a cgroup manager or host tools other than the probed ones. */
+export interface ExecutorInternals {
+  cgroups?: CgroupManager | Promise<CgroupManager>;
+  tools?: HostTools;
+}
+
+async function findTool(candidates: string[]): Promise<string | null> {
+  for (const file of candidates) {
+    try {
+      await access(file, fsConstants.X_OK);
+      return file;
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
+
+async function probeTools(): Promise<HostTools> {
+  const [prlimit, setpriv] = await Promise.all([
+    findTool(['/usr/bin/prlimit', '/bin/prlimit', '/usr/local/bin/prlimit']),
+    findTool(['/usr/bin/setpriv', '/bin/setpriv', '/usr/local/bin/setpriv']),
+  ]);
+  return { prlimit, setpriv };
+}
+
+/**
+ * Creates an executor. Host capabilities (cgroups, prlimit, setpriv) are probed
+ * once, in the background; the first task waits for the probe.
+ */
+export function createTaskExecutor(
+  options?: TaskExecutorOptions,
+  internals: ExecutorInternals = {},
+): TaskExecutor {
+  const opts = resolveExecutorOptions(options);
+  const logger = opts.logger;
+  const cgroups: Promise<CgroupManager> = Promise.resolve(
+    internals.cgroups ?? createCgroupManager(logger),
+  ).catch((err: unknown) => createNoCgroupManager(`cgroup probe failed: ${describeError(err)}`));
+  const tools = internals.tools ? Promise.resolve(internals.tools) : probeTools();
+  const queue: TaskRun[] = [];
+  const active = new Set<TaskRun>();
+  const known = new Map<string, TaskRun>();
+  let serial = 0;
+  let closed = false;
+
+  const launch = (run: TaskRun): void => {
+    active.add(run);
+    void run.run().then((result) => {
+      active.delete(run);
+      known.delete(run.taskId);
+      run.settle(result);
+      pump();
+    });
+  };
+
+  const pump = (): void => {
+    while (active.size < opts.maxConcurrent && queue.length > 0) {
+      const next = queue.shift();
+      if (next) launch(next);
+    }
+  };
+
+  return {
+    start(spec: TaskSpec, onOutput: (chunk: OutputChunk) => void | Promise<void>): RunningTask {
+      if (closed) throw new ExecutorError('EXECUTOR_CLOSED');
+      if (known.has(spec.taskId))
+        throw new ExecutorError(
+          'EXECUTOR_DUPLICATE_TASK',
+          `task ${spec.taskId} is already queued or running`,
+        );
+      const mustQueue = active.size >= opts.maxConcurrent;
+      if (mustQueue && queue.length >= opts.maxQueued) {
+        throw new ExecutorError(
+          'EXECUTOR_QUEUE_FULL',
+          `${queue.length} tasks already wait to run (maxQueued ${opts.maxQueued})`,
+        );
+      }
+      const run = new TaskRun(spec, onOutput, { options: opts, cgroups, tools, serial: ++serial });
+      known.set(spec.taskId, run);
+      if (mustQueue) queue.push(run);
+      else launch(run);
+      return {
+        taskId: run.taskId,
+        started: run.started,
+        result: run.result,
+        cancel(reason: string) {
+          run.cancel(reason);
+          const at = queue.indexOf(run);
+          if (at !== -1) {
+            // Out of the queue now: it ends without a process and takes no slot.
+            queue.splice(at, 1);
+            launch(run);
+          }
+        },
+      };
+    },
+    get running() {
+      return active.size;
+    },
+    get queued() {
+      return queue.length;
+    },
+    async close() {
+      closed = true;
+      const all = [...queue, ...active];
+      for (const run of all) run.cancel('executor closing');
+      queue.length = 0;
+      for (const run of all) if (!active.has(run) && !run.isDone) launch(run);
+      await Promise.all(all.map((run) => run.result));
+    },
+  };
+}
