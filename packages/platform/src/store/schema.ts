@@ -1,5 +1,5 @@
 /** Row types of the platform's tables, as Kysely sees them. snake_case, as in SQL. */
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType } from 'kysely';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
@@ -17,12 +17,12 @@ export interface AgentsTable {
   session_id: string | null;
   /** The platform process holding the agent's stream. */
   platform_node: string | null;
-  first_seen_at: Generated<Timestamp>;
+  first_seen_at: ColumnType<Date, Date | string | undefined, Date | string>;
   connected_at: Timestamp | null;
   last_seen_at: Timestamp;
   disconnected_at: Timestamp | null;
   disconnect_reason: string | null;
-  running_tasks: Generated<number>;
+  running_tasks: ColumnType<number, number | undefined, number>;
 }
 
 export interface Database {

@@ -109,8 +109,15 @@ test('list filters by status and labels and pages by cursor', async () => {
   const hasZone = await store.agents.list({ labels: [{ key: 'zone', value: null }], limit: 100 });
   assert.equal(hasZone.length, 7);
   const page1 = await store.agents.list({ labels: [{ key: 'zone', value: null }], limit: 3 });
-  const page2 = await store.agents.list({ labels: [{ key: 'zone', value: null }], limit: 3, after: page1.at(-1)?.agent_id });
-  assert.deepEqual([...page1, ...page2].map((r) => r.agent_id), ['p-0', 'p-1', 'p-2', 'p-3', 'p-4', 'p-5']);
+  const page2 = await store.agents.list({
+    labels: [{ key: 'zone', value: null }],
+    limit: 3,
+    after: page1.at(-1)?.agent_id,
+  });
+  assert.deepEqual(
+    [...page1, ...page2].map((r) => r.agent_id),
+    ['p-0', 'p-1', 'p-2', 'p-3', 'p-4', 'p-5'],
+  );
   const offline = await store.agents.list({ status: 'offline', limit: 100 });
   assert.ok(offline.every((r) => r.status === 'offline'));
   assert.ok(!offline.some((r) => r.agent_id.startsWith('p-')));

@@ -44,7 +44,8 @@ export function createStore(options: StoreOptions): Store {
     async migrate() {
       const migrator = new Migrator({ db, provider: migrationProvider });
       const { error, results } = await migrator.migrateToLatest();
-      if (error) throw error;
+      if (error)
+        throw error instanceof Error ? error : new Error(`migration failed: ${JSON.stringify(error)}`);
       const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
       if (applied.length > 0) options.logger.info({ applied }, 'migrations applied');
       return applied;

@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { parseLabels, startAgent } from '@agent-platform/agent';
+import { createProcessLogger } from '../logger.js';
+import { onShutdownSignal } from '../signals.js';
+
+interface AgentFlags {
+  server: string[];
+  labels?: string;
+  stateDir: string;
+  capacity: string;
+  heartbeatInterval?: string;
+  logLevel?: string;
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run the agent: connect to the platform and run the tasks it sends')
+    .option(
+      '--server <host:port>',
+      'platform gRPC address; repeat or comma-separate for fail-over (env AP_SERVER)',
+      (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+      [] as string[],
+    )
+    .option('--labels <k=v,...>', 'labels to register with (env AP_LABELS)')
+    .option(
+      '--state-dir <dir>',
+      'where the agent keeps its id and journal (env AP_STATE_DIR)',
+      process.env.AP_STATE_DIR ?? './agent-state',
+    )
+    .option('--capacity <n>', 'tasks run at once (env AP_CAPACITY)', process.env.AP_CAPACITY ?? '5')
+    .option('--heartbeat-interval <seconds>', "override the platform's heartbeat interval")
+    .option('--log-level <level>', 'trace|debug|info|warn|error (env AP_LOG_LEVEL) [info]')
+    .action(async (flags: AgentFlags) => {
+      const servers =
+        flags.server.length > 0 ? flags.server : (process.env.AP_SERVER ?? '').split(',').filter(Boolean);
+      if (servers.length === 0) throw new Error('--server HOST:PORT is required (or AP_SERVER)');
+      const capacity = Number(flags.capacity);
+      if (!Number.isInteger(capacity) || capacity < 1)
+        throw new Error(`--capacity must be a positive integer, got ${flags.capacity}`);
+      const logger = createProcessLogger('agent', flags.logLevel);
+      const agent = await startAgent({
+        servers,
+        stateDir: flags.stateDir,
+        labels: parseLabels(flags.labels ?? process.env.AP_LABELS),
+        capacity,
+        heartbeatIntervalSeconds:
+          flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
+        logger,
+      });
+      onShutdownSignal(
+        () => agent.stop(),
+        (m) => logger.info(m),
+      );
+    });
+}

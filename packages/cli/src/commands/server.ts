@@ -1,0 +1,58 @@
+import type { Command } from 'commander';
+import { startPlatform } from '@agent-platform/platform';
+import { createProcessLogger } from '../logger.js';
+import { onShutdownSignal } from '../signals.js';
+
+export interface ServerFlags {
+  grpcListen?: string;
+  httpListen?: string;
+  dataDir?: string;
+  databaseUrl?: string;
+  heartbeatInterval?: string;
+  logLevel?: string;
+}
+
+export function addPlatformFlags(cmd: Command): Command {
+  return cmd
+    .option('--grpc-listen <host:port>', 'gRPC address for agents (env AP_GRPC_LISTEN) [0.0.0.0:9090]')
+    .option('--http-listen <host:port>', 'HTTP address for REST (env AP_HTTP_LISTEN) [0.0.0.0:8080]')
+    .option('--data-dir <dir>', 'data directory for the embedded database (env AP_DATA_DIR) [./data]')
+    .option('--log-level <level>', 'trace|debug|info|warn|error (env AP_LOG_LEVEL) [info]');
+}
+
+export function platformOptions(flags: ServerFlags) {
+  return {
+    grpcListen: flags.grpcListen,
+    httpListen: flags.httpListen,
+    dataDir: flags.dataDir,
+    databaseUrl: flags.databaseUrl,
+    heartbeatIntervalSeconds:
+      flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
+  };
+}
+
+export function registerServerCommand(program: Command): void {
+  addPlatformFlags(
+    program.command('server').description('run the platform (gRPC for agents, REST for people)'),
+  )
+    .option(
+      '--database-url <url>',
+      'PostgreSQL URL (env DATABASE_URL); empty = embedded PostgreSQL in --data-dir',
+    )
+    .option(
+      '--heartbeat-interval <seconds>',
+      'seconds between agent heartbeats (env AP_HEARTBEAT_INTERVAL) [10]',
+    )
+    .action(async (flags: ServerFlags) => {
+      const logger = createProcessLogger('platform', flags.logLevel);
+      const platform = await startPlatform({ ...stripUndefined(platformOptions(flags)), logger });
+      onShutdownSignal(
+        () => platform.stop(),
+        (m) => logger.info(m),
+      );
+    });
+}
+
+export function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

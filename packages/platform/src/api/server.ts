@@ -1,0 +1,59 @@
+/** The HTTP server: REST under /api/v1, health, and the OpenAPI document. */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import type { Store } from '../store/index.js';
+import { installErrorHandlers } from './errors.js';
+import { agentRoutes } from './agents.js';
+import { ErrorSchema } from './schemas.js';
+
+export interface ApiServerOptions {
+  store: Store;
+  logger: Logger;
+  version: string;
+  /** Largest request body, bytes; default 1 MiB. */
+  bodyLimit?: number;
+}
+
+export type ApiServer = FastifyInstance<
+  RawServerDefault,
+  IncomingMessage,
+  ServerResponse,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export async function createApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const { store, logger } = options;
+  const app = Fastify({
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  installErrorHandlers(app, logger);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'agent-platform',
+        version: options.version,
+        description: 'Run scripts on fleets of hosts.',
+      },
+    },
+  });
+  app.addSchema(ErrorSchema);
+
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+    try {
+      await store.pool.query('select 1');
+      return { status: 'ok', version: options.version };
+    } catch {
+      return reply
+        .status(503)
+        .send({ error: { code: 'DATABASE_UNAVAILABLE', message: 'database is not reachable' } });
+    }
+  });
+  app.get('/api/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(agentRoutes(store));
+  return app;
+}

@@ -1,0 +1,57 @@
+/** Platform configuration: every option, its default, and where it comes from. */
+export interface PlatformConfig {
+  /** postgres:// URL; empty = embedded PostgreSQL under dataDir. Env DATABASE_URL. */
+  databaseUrl: string;
+  /** Directory for the embedded database and platform state. Env AP_DATA_DIR; default ./data. */
+  dataDir: string;
+  /** gRPC listen address for agents. Env AP_GRPC_LISTEN; default 0.0.0.0:9090. */
+  grpcListen: string;
+  /** HTTP listen address for REST. Env AP_HTTP_LISTEN; default 0.0.0.0:8080. */
+  httpListen: string;
+  /** Seconds between agent heartbeats; 3 missed = offline. Env AP_HEARTBEAT_INTERVAL; default 10. */
+  heartbeatIntervalSeconds: number;
+  /** pino level. Env AP_LOG_LEVEL; default info. */
+  logLevel: string;
+}
+
+export const DEFAULT_CONFIG: PlatformConfig = {
+  databaseUrl: '',
+  dataDir: './data',
+  grpcListen: '0.0.0.0:9090',
+  httpListen: '0.0.0.0:8080',
+  heartbeatIntervalSeconds: 10,
+  logLevel: 'info',
+};
+
+/** Fills defaults from the environment, then from DEFAULT_CONFIG; explicit values win. */
+export function resolveConfig(
+  explicit: Partial<PlatformConfig>,
+  env: NodeJS.ProcessEnv = process.env,
+): PlatformConfig {
+  const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
+  const c: PlatformConfig = {
+    databaseUrl: explicit.databaseUrl ?? env.DATABASE_URL ?? DEFAULT_CONFIG.databaseUrl,
+    dataDir: explicit.dataDir ?? env.AP_DATA_DIR ?? DEFAULT_CONFIG.dataDir,
+    grpcListen: explicit.grpcListen ?? env.AP_GRPC_LISTEN ?? DEFAULT_CONFIG.grpcListen,
+    httpListen: explicit.httpListen ?? env.AP_HTTP_LISTEN ?? DEFAULT_CONFIG.httpListen,
+    heartbeatIntervalSeconds:
+      explicit.heartbeatIntervalSeconds ??
+      num(env.AP_HEARTBEAT_INTERVAL) ??
+      DEFAULT_CONFIG.heartbeatIntervalSeconds,
+    logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
+  };
+  if (!Number.isFinite(c.heartbeatIntervalSeconds) || c.heartbeatIntervalSeconds < 1) {
+    throw new Error(`heartbeat interval must be a number of seconds >= 1, got ${c.heartbeatIntervalSeconds}`);
+  }
+  parseListen(c.grpcListen);
+  parseListen(c.httpListen);
+  return c;
+}
+
+/** Parses HOST:PORT (IPv6 as [::1]:PORT). */
+export function parseListen(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`listen address must be HOST:PORT, got ${JSON.stringify(addr)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}

@@ -1,0 +1,355 @@
+/**
+ * The agent gateway: one gRPC bidirectional stream per agent.
+ *
+ *   stream opened ──AgentRegister (valid, within registrationTimeout)──> REGISTERED
+ *        │                                                                │
+ *        └── bad/absent registration ──> ended with INVALID_REGISTRATION   ├── heartbeat / any message: last seen = now (server clock)
+ *            or REGISTRATION_TIMEOUT, no row written                      ├── silent for 3 intervals ──> ended, offline (heartbeat_timeout)
+ *                                                                          ├── stream closed / errored ──> offline (stream_closed)
+ *                                                                          └── same agent registers again ──> old stream ended (SESSION_REPLACED)
+ *
+ * Liveness uses only this process's clock and the database's now(); the
+ * agent's own timestamps are informational. Heartbeats are written in batches
+ * (one UPDATE per flush for every agent), not one commit each.
+ */
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  AgentServiceService,
+  type AgentMessage,
+  type AgentServiceServer,
+  type ServerMessage,
+} from '@agent-platform/protocol';
+import { PlatformError, toPlatformError } from '../errors.js';
+import type { HeartbeatMark, Store } from '../store/index.js';
+import { validateRegistration } from './validate.js';
+
+export interface AgentSession {
+  readonly agentId: string;
+  readonly sessionId: string;
+  readonly capacity: number;
+  readonly labels: Record<string, string>;
+  readonly peer: string;
+  /** Sends a message; false when the stream is closed. */
+  send(msg: ServerMessage): boolean;
+  /** Ends the stream with an error status (the agent reconnects); `reason` goes on the agent row. */
+  end(err: PlatformError, reason?: string): void;
+}
+
+/** What the task layer plugs into the gateway. All methods may be async; failures are logged. */
+export interface SessionHandlers {
+  onRegistered?(session: AgentSession, pendingTaskIds: string[]): Promise<void> | void;
+  onMessage?(session: AgentSession, msg: AgentMessage): Promise<void> | void;
+  onClosed?(session: AgentSession, reason: string): Promise<void> | void;
+}
+
+export interface AgentGatewayOptions {
+  store: Store;
+  logger: Logger;
+  /** Identifies this platform process on agent rows. */
+  platformNode: string;
+  /** Seconds between heartbeats agents are told to keep; default 10. Silence for 3 intervals means offline. */
+  heartbeatIntervalSeconds?: number;
+  /** Milliseconds a new stream has to send AgentRegister; default 10,000. */
+  registrationTimeoutMs?: number;
+  /** Largest message accepted from an agent, bytes; default 8 MiB. */
+  maxReceiveMessageBytes?: number;
+  /** Milliseconds between heartbeat flushes to the database; default 1,000. */
+  flushIntervalMs?: number;
+  handlers?: SessionHandlers;
+}
+
+export interface AgentGateway {
+  /** Binds the gRPC server; returns the bound port. */
+  listen(host: string, port: number): Promise<number>;
+  /** Ends every stream (agents reconnect elsewhere), marks their agents offline and stops the server. */
+  close(): Promise<void>;
+  session(agentId: string): AgentSession | undefined;
+  readonly sessionCount: number;
+  /** Sets handlers after construction (the task layer is created after the gateway). */
+  setHandlers(handlers: SessionHandlers): void;
+}
+
+type Call = grpc.ServerDuplexStream<AgentMessage, ServerMessage>;
+
+function endCall(call: Call, err: PlatformError): void {
+  const metadata = new grpc.Metadata();
+  metadata.set('error-code', err.code);
+  const status: Partial<grpc.StatusObject> = {
+    code: err.grpc,
+    details: `${err.code}: ${err.message}`,
+    metadata,
+  };
+  call.emit('error', status);
+}
+
+export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
+  const { store, logger, platformNode } = options;
+  const intervalS = options.heartbeatIntervalSeconds ?? 10;
+  const silenceMs = intervalS * 3 * 1000;
+  const registrationTimeoutMs = options.registrationTimeoutMs ?? 10_000;
+  const flushIntervalMs = options.flushIntervalMs ?? 1000;
+  let handlers: SessionHandlers = options.handlers ?? {};
+
+  interface LiveSession extends AgentSession {
+    lastSeen: number;
+    runningTasks: number;
+    closed: boolean;
+    call: Call;
+  }
+  const sessions = new Map<string, LiveSession>();
+  const calls = new Set<Call>();
+  let pendingMarks = new Map<string, HeartbeatMark>();
+  let shuttingDown = false;
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 8 * 1024 * 1024,
+    // Server-side keepalive finds dead TCP peers (a host that vanished) between heartbeats.
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+
+  async function flushHeartbeats(): Promise<void> {
+    if (pendingMarks.size === 0) return;
+    const marks = [...pendingMarks.values()];
+    pendingMarks = new Map();
+    try {
+      await store.agents.touch(marks);
+    } catch (err) {
+      logger.warn({ err, count: marks.length }, 'heartbeat flush failed');
+    }
+  }
+
+  async function sweep(): Promise<void> {
+    const now = Date.now();
+    for (const s of sessions.values()) {
+      if (now - s.lastSeen > silenceMs) s.end(new PlatformError('HEARTBEAT_TIMEOUT'), 'heartbeat_timeout');
+    }
+    // Agents whose platform process died (SIGKILL) keep an "online" row nobody
+    // updates; any live process marks them offline once they are silent too long.
+    try {
+      const ids = await store.agents.markSilentOffline(intervalS * 3 + Math.ceil(flushIntervalMs / 1000));
+      if (ids.length > 0)
+        logger.info({ agent_ids: ids.slice(0, 20), count: ids.length }, 'silent agents marked offline');
+    } catch (err) {
+      logger.warn({ err }, 'offline sweep failed');
+    }
+  }
+
+  const flushTimer = setInterval(() => void flushHeartbeats(), flushIntervalMs);
+  const sweepTimer = setInterval(() => void sweep(), Math.max(250, (intervalS * 1000) / 2));
+  flushTimer.unref();
+  sweepTimer.unref();
+
+  /** Handler work still running; close() waits for it before the store goes away. */
+  const inflight = new Set<Promise<void>>();
+
+  function runHandler(what: string, session: AgentSession, fn: () => Promise<void> | void): void {
+    try {
+      const r = fn();
+      if (r instanceof Promise) {
+        const p = r.catch((err: unknown) =>
+          logger.error({ err, agent_id: session.agentId }, `${what} handler failed`),
+        );
+        inflight.add(p);
+        void p.finally(() => inflight.delete(p));
+      }
+    } catch (err) {
+      logger.error({ err, agent_id: session.agentId }, `${what} handler failed`);
+    }
+  }
+
+  function connect(call: Call): void {
+    if (shuttingDown) {
+      endCall(call, new PlatformError('SHUTTING_DOWN'));
+      return;
+    }
+    calls.add(call);
+    const peer = call.getPeer();
+    let session: LiveSession | undefined;
+    let registering = false;
+    const registerTimer = setTimeout(() => {
+      if (!session) endCall(call, new PlatformError('REGISTRATION_TIMEOUT'));
+    }, registrationTimeoutMs);
+
+    const finish = (reason: string) => {
+      clearTimeout(registerTimer);
+      calls.delete(call);
+      const s = session;
+      if (!s || s.closed) return;
+      s.closed = true;
+      if (sessions.get(s.agentId) === s) sessions.delete(s.agentId);
+      pendingMarks.delete(s.agentId);
+      logger.info({ agent_id: s.agentId, session_id: s.sessionId, reason }, 'agent disconnected');
+      runHandler('close', s, async () => {
+        await store.agents.markOffline(s.agentId, s.sessionId, reason);
+        await handlers.onClosed?.(s, reason);
+      });
+    };
+
+    call.on('data', (msg: AgentMessage) => {
+      const m = msg.message;
+      if (!session) {
+        if (registering) return; // messages before the answer are dropped; the agent waits for it
+        if (m?.$case !== 'register') {
+          endCall(call, new PlatformError('PROTOCOL_VIOLATION', 'the first message must be register'));
+          return;
+        }
+        let reg;
+        try {
+          reg = validateRegistration(m.value);
+        } catch (err) {
+          const e = toPlatformError(err);
+          logger.warn({ peer, code: e.code, reason: e.message }, 'registration refused');
+          endCall(call, e);
+          return;
+        }
+        registering = true;
+        const sessionId = randomUUID();
+        const pendingTaskIds = m.value.pendingTaskIds;
+        store.agents.register(reg, sessionId, platformNode).then(
+          () => {
+            clearTimeout(registerTimer);
+            if (call.destroyed || call.cancelled) {
+              // The stream went away while we wrote the row: mark it offline again.
+              void store.agents.markOffline(reg.agentId, sessionId, 'stream_closed').catch(() => undefined);
+              return;
+            }
+            const s: LiveSession = {
+              agentId: reg.agentId,
+              sessionId,
+              capacity: reg.capacity,
+              labels: reg.labels,
+              peer,
+              lastSeen: Date.now(),
+              runningTasks: 0,
+              closed: false,
+              call,
+              send(out) {
+                if (s.closed || call.destroyed) return false;
+                call.write(out);
+                return true;
+              },
+              end(err, reason) {
+                if (s.closed) return;
+                // finish first: ending the call emits 'error', whose handler would record 'stream_closed'.
+                finish(reason ?? err.code.toLowerCase());
+                endCall(call, err);
+              },
+            };
+            const previous = sessions.get(reg.agentId);
+            sessions.set(reg.agentId, s);
+            session = s;
+            if (previous && !previous.closed) {
+              // Mark the old session closed without touching the row: it already belongs to `s`.
+              previous.closed = true;
+              endCall(previous.call, new PlatformError('SESSION_REPLACED'));
+            }
+            s.send({
+              message: {
+                $case: 'registerResponse',
+                value: {
+                  success: true,
+                  message: 'registered',
+                  agentId: reg.agentId,
+                  heartbeatInterval: intervalS,
+                  serverTime: new Date(),
+                },
+              },
+            });
+            logger.info(
+              {
+                agent_id: reg.agentId,
+                session_id: sessionId,
+                hostname: reg.hostname,
+                peer,
+                version: reg.version,
+              },
+              'agent registered',
+            );
+            runHandler('register', s, () => handlers.onRegistered?.(s, pendingTaskIds));
+          },
+          (err: unknown) => {
+            logger.error({ err, agent_id: reg.agentId }, 'registration failed');
+            endCall(call, new PlatformError('INTERNAL', 'registration could not be stored'));
+          },
+        );
+        return;
+      }
+      session.lastSeen = Date.now();
+      if (m?.$case === 'register') {
+        session.end(new PlatformError('PROTOCOL_VIOLATION', 'already registered on this stream'));
+        return;
+      }
+      if (m?.$case === 'heartbeat') {
+        session.runningTasks = m.value.runningTasks;
+        pendingMarks.set(session.agentId, {
+          agentId: session.agentId,
+          sessionId: session.sessionId,
+          runningTasks: m.value.runningTasks,
+        });
+        session.send({ message: { $case: 'heartbeatAck', value: { success: true, message: '', code: '' } } });
+        return;
+      }
+      const s = session;
+      runHandler('message', s, () => handlers.onMessage?.(s, msg));
+    });
+    call.on('end', () => {
+      finish('stream_closed');
+      if (!call.writableEnded) call.end();
+    });
+    call.on('error', (err) => {
+      logger.debug({ err, peer }, 'agent stream error');
+      finish('stream_closed');
+    });
+    call.on('cancelled', () => finish('stream_closed'));
+    call.on('close', () => finish('stream_closed'));
+  }
+
+  const impl: AgentServiceServer = { connect };
+  server.addService(AgentServiceService, impl);
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+        server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+          if (err) reject(err);
+          else resolve(bound);
+        });
+      });
+    },
+    async close() {
+      shuttingDown = true;
+      clearInterval(flushTimer);
+      clearInterval(sweepTimer);
+      await flushHeartbeats();
+      for (const s of [...sessions.values()]) s.end(new PlatformError('SHUTTING_DOWN'), 'platform_shutdown');
+      for (const call of calls) endCall(call, new PlatformError('SHUTTING_DOWN'));
+      await Promise.all(inflight);
+      await store.agents.markNodeOffline(platformNode, 'platform_shutdown').catch((err: unknown) => {
+        logger.warn({ err }, 'could not mark agents offline at shutdown');
+      });
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    },
+    session: (agentId) => sessions.get(agentId),
+    get sessionCount() {
+      return sessions.size;
+    },
+    setHandlers(h) {
+      handlers = h;
+    },
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * Real processes for end-to-end tests: the built `apctl` bundle, started the
+ * way an operator starts it. Every process started here is killed by pid when
+ * the test ends (see `ProcessGroup.killAll`).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+export const APCTL = path.join(ROOT, 'packages/cli/dist/apctl.mjs');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(path.join(tmpdir(), `ap-${prefix}-`));
+}
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Everything the process wrote to stderr (its log), for failure messages. */
+  log(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export class ProcessGroup {
+  private readonly procs = new Set<Proc>();
+
+  start(args: string[], env: Record<string, string> = {}): Proc {
+    const child = spawn(process.execPath, [APCTL, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, AP_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.length > 200_000) err = err.slice(-100_000);
+    });
+    child.stdout?.on('data', () => undefined);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.on('exit', (code, signal) => resolve({ code, signal })),
+    );
+    if (child.pid === undefined) throw new Error('spawn failed');
+    const proc: Proc = { child, pid: child.pid, log: () => err, exited };
+    this.procs.add(proc);
+    void exited.then(() => this.procs.delete(proc));
+    return proc;
+  }
+
+  async killAll(): Promise<void> {
+    const waits: Promise<unknown>[] = [];
+    for (const p of this.procs) {
+      try {
+        process.kill(p.pid, 'SIGCONT');
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      waits.push(p.exited);
+    }
+    await Promise.all(waits);
+  }
+}
+
+/** Polls `fn` until it returns a truthy value or the time is up. */
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | null | false>,
+  timeoutMs = 15_000,
+  everyMs = 100,
+): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`,
+  );
+}
+
+export async function getJson<T = unknown>(url: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as T };
+}
