@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CLEAN_PATH, buildEnv, parseShebang, safeName } from './task-command.js';
+import type { TaskSpec } from './types.js';
+
+const spec = (over: Partial<TaskSpec>): TaskSpec => ({
+  taskId: 't',
+  type: 'shell',
+  script: '',
+  args: [],
+  env: {},
+  cleanEnv: false,
+  workingDir: '',
+  runAs: '',
+  timeoutSeconds: 0,
+  killGraceSeconds: 0,
+  limits: { memoryBytes: 0, cpuMillicores: 0, maxProcesses: 0, maxOutputBytes: 0 },
+  ...over,
+});
+
+test('shebang gives the interpreter and at most one argument, as Linux reads it', () => {
+  assert.deepEqual(parseShebang('#!/bin/bash\necho'), { interpreter: '/bin/bash', arg: null });
+  assert.deepEqual(parseShebang('#! /usr/bin/env python3 -u\r\nx'), {
+    interpreter: '/usr/bin/env',
+    arg: 'python3 -u',
+  });
+  assert.equal(parseShebang('echo hi\n#!/bin/bash'), null);
+  assert.equal(parseShebang('#!\n'), null);
+});
+
+test('clean environment has only a sane PATH, identity and the task env', () => {
+  const env = buildEnv(spec({ cleanEnv: true, env: { A: '1' } }), null);
+  assert.equal(env.PATH, CLEAN_PATH);
+  assert.equal(env.A, '1');
+  assert.ok(env.HOME);
+  for (const key of Object.keys(env))
+    assert.ok(['PATH', 'LANG', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'A'].includes(key), key);
+});
+
+test('task env overrides the agent env and python is unbuffered', () => {
+  process.env.EXECUTOR_TEST_VAR = 'agent';
+  const env = buildEnv(spec({ type: 'python', env: { EXECUTOR_TEST_VAR: 'task' } }), null);
+  assert.equal(env.EXECUTOR_TEST_VAR, 'task');
+  assert.equal(env.PYTHONUNBUFFERED, '1');
+  delete process.env.EXECUTOR_TEST_VAR;
+});
+
+test('task ids become safe path components', () => {
+  assert.equal(safeName('../../etc/passwd'), 'task.._.._etc_passwd');
+  assert.equal(safeName('abc-123_x.y'), 'abc-123_x.y');
+  assert.equal(safeName(''), 'task');
+});
