@@ -539,13 +539,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
 };
 
 function createBaseRegisterResponse(): RegisterResponse {
-  return {
-    success: false,
-    message: '',
-    agentId: '',
-    heartbeatInterval: 0,
-    serverTime: undefined,
-  };
+  return { success: false, message: '', agentId: '', heartbeatInterval: 0, serverTime: undefined };
 }
 
 export const RegisterResponse: MessageFns<RegisterResponse> = {
@@ -744,10 +738,7 @@ export const ServerMessage: MessageFns<ServerMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'heartbeatAck',
-              value: Response.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'heartbeatAck', value: Response.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -755,10 +746,7 @@ export const ServerMessage: MessageFns<ServerMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'taskRequest',
-              value: TaskRequest.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'taskRequest', value: TaskRequest.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
@@ -766,10 +754,7 @@ export const ServerMessage: MessageFns<ServerMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'taskCancel',
-              value: TaskCancel.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'taskCancel', value: TaskCancel.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
@@ -777,10 +762,7 @@ export const ServerMessage: MessageFns<ServerMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'resultAck',
-              value: ResultAck.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'resultAck', value: ResultAck.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -798,55 +780,25 @@ export const ServerMessage: MessageFns<ServerMessage> = {
   fromJSON(object: any): ServerMessage {
     return {
       message: isSet(object.registerResponse)
-        ? {
-            $case: 'registerResponse',
-            value: RegisterResponse.fromJSON(object.registerResponse),
-          }
+        ? { $case: 'registerResponse', value: RegisterResponse.fromJSON(object.registerResponse) }
         : isSet(object.register_response)
-          ? {
-              $case: 'registerResponse',
-              value: RegisterResponse.fromJSON(object.register_response),
-            }
+          ? { $case: 'registerResponse', value: RegisterResponse.fromJSON(object.register_response) }
           : isSet(object.heartbeatAck)
-            ? {
-                $case: 'heartbeatAck',
-                value: Response.fromJSON(object.heartbeatAck),
-              }
+            ? { $case: 'heartbeatAck', value: Response.fromJSON(object.heartbeatAck) }
             : isSet(object.heartbeat_ack)
-              ? {
-                  $case: 'heartbeatAck',
-                  value: Response.fromJSON(object.heartbeat_ack),
-                }
+              ? { $case: 'heartbeatAck', value: Response.fromJSON(object.heartbeat_ack) }
               : isSet(object.taskRequest)
-                ? {
-                    $case: 'taskRequest',
-                    value: TaskRequest.fromJSON(object.taskRequest),
-                  }
+                ? { $case: 'taskRequest', value: TaskRequest.fromJSON(object.taskRequest) }
                 : isSet(object.task_request)
-                  ? {
-                      $case: 'taskRequest',
-                      value: TaskRequest.fromJSON(object.task_request),
-                    }
+                  ? { $case: 'taskRequest', value: TaskRequest.fromJSON(object.task_request) }
                   : isSet(object.taskCancel)
-                    ? {
-                        $case: 'taskCancel',
-                        value: TaskCancel.fromJSON(object.taskCancel),
-                      }
+                    ? { $case: 'taskCancel', value: TaskCancel.fromJSON(object.taskCancel) }
                     : isSet(object.task_cancel)
-                      ? {
-                          $case: 'taskCancel',
-                          value: TaskCancel.fromJSON(object.task_cancel),
-                        }
+                      ? { $case: 'taskCancel', value: TaskCancel.fromJSON(object.task_cancel) }
                       : isSet(object.resultAck)
-                        ? {
-                            $case: 'resultAck',
-                            value: ResultAck.fromJSON(object.resultAck),
-                          }
+                        ? { $case: 'resultAck', value: ResultAck.fromJSON(object.resultAck) }
                         : isSet(object.result_ack)
-                          ? {
-                              $case: 'resultAck',
-                              value: ResultAck.fromJSON(object.result_ack),
-                            }
+                          ? { $case: 'resultAck', value: ResultAck.fromJSON(object.result_ack) }
                           : undefined,
     };
   },
@@ -884,37 +836,25 @@ export const ServerMessage: MessageFns<ServerMessage> = {
       }
       case 'heartbeatAck': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'heartbeatAck',
-            value: Response.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'heartbeatAck', value: Response.fromPartial(object.message.value) };
         }
         break;
       }
       case 'taskRequest': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'taskRequest',
-            value: TaskRequest.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'taskRequest', value: TaskRequest.fromPartial(object.message.value) };
         }
         break;
       }
       case 'taskCancel': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'taskCancel',
-            value: TaskCancel.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'taskCancel', value: TaskCancel.fromPartial(object.message.value) };
         }
         break;
       }
       case 'resultAck': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'resultAck',
-            value: ResultAck.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'resultAck', value: ResultAck.fromPartial(object.message.value) };
         }
         break;
       }
@@ -967,10 +907,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'register',
-              value: AgentRegister.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'register', value: AgentRegister.decode(reader, reader.uint32()) };
             continue;
           }
           case 2: {
@@ -978,10 +915,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'heartbeat',
-              value: Heartbeat.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'heartbeat', value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -989,10 +923,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'taskResult',
-              value: TaskResult.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'taskResult', value: TaskResult.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
@@ -1000,10 +931,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'taskLog',
-              value: TaskLog.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'taskLog', value: TaskLog.decode(reader, reader.uint32()) };
             continue;
           }
           case 5: {
@@ -1011,10 +939,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
               break;
             }
 
-            message.message = {
-              $case: 'taskStarted',
-              value: TaskStarted.decode(reader, reader.uint32()),
-            };
+            message.message = { $case: 'taskStarted', value: TaskStarted.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -1036,32 +961,17 @@ export const AgentMessage: MessageFns<AgentMessage> = {
         : isSet(object.heartbeat)
           ? { $case: 'heartbeat', value: Heartbeat.fromJSON(object.heartbeat) }
           : isSet(object.taskResult)
-            ? {
-                $case: 'taskResult',
-                value: TaskResult.fromJSON(object.taskResult),
-              }
+            ? { $case: 'taskResult', value: TaskResult.fromJSON(object.taskResult) }
             : isSet(object.task_result)
-              ? {
-                  $case: 'taskResult',
-                  value: TaskResult.fromJSON(object.task_result),
-                }
+              ? { $case: 'taskResult', value: TaskResult.fromJSON(object.task_result) }
               : isSet(object.taskLog)
                 ? { $case: 'taskLog', value: TaskLog.fromJSON(object.taskLog) }
                 : isSet(object.task_log)
-                  ? {
-                      $case: 'taskLog',
-                      value: TaskLog.fromJSON(object.task_log),
-                    }
+                  ? { $case: 'taskLog', value: TaskLog.fromJSON(object.task_log) }
                   : isSet(object.taskStarted)
-                    ? {
-                        $case: 'taskStarted',
-                        value: TaskStarted.fromJSON(object.taskStarted),
-                      }
+                    ? { $case: 'taskStarted', value: TaskStarted.fromJSON(object.taskStarted) }
                     : isSet(object.task_started)
-                      ? {
-                          $case: 'taskStarted',
-                          value: TaskStarted.fromJSON(object.task_started),
-                        }
+                      ? { $case: 'taskStarted', value: TaskStarted.fromJSON(object.task_started) }
                       : undefined,
     };
   },
@@ -1090,46 +1000,31 @@ export const AgentMessage: MessageFns<AgentMessage> = {
     switch (object.message?.$case) {
       case 'register': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'register',
-            value: AgentRegister.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'register', value: AgentRegister.fromPartial(object.message.value) };
         }
         break;
       }
       case 'heartbeat': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'heartbeat',
-            value: Heartbeat.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'heartbeat', value: Heartbeat.fromPartial(object.message.value) };
         }
         break;
       }
       case 'taskResult': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'taskResult',
-            value: TaskResult.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'taskResult', value: TaskResult.fromPartial(object.message.value) };
         }
         break;
       }
       case 'taskLog': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'taskLog',
-            value: TaskLog.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'taskLog', value: TaskLog.fromPartial(object.message.value) };
         }
         break;
       }
       case 'taskStarted': {
         if (object.message?.value !== undefined && object.message?.value !== null) {
-          message.message = {
-            $case: 'taskStarted',
-            value: TaskStarted.fromPartial(object.message.value),
-          };
+          message.message = { $case: 'taskStarted', value: TaskStarted.fromPartial(object.message.value) };
         }
         break;
       }
@@ -1210,9 +1105,7 @@ export type DeepPartial<T> = T extends Builtin
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin
   ? P
-  : P & { [K in keyof P]: Exact<P[K], I[K]> } & {
-      [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
-    };
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
   const seconds = Math.trunc(date.getTime() / 1_000);

@@ -242,12 +242,7 @@ export interface ResultAck {
 }
 
 function createBaseResourceLimits(): ResourceLimits {
-  return {
-    memoryBytes: 0,
-    cpuMillicores: 0,
-    maxProcesses: 0,
-    maxOutputBytes: 0,
-  };
+  return { memoryBytes: 0, cpuMillicores: 0, maxProcesses: 0, maxOutputBytes: 0 };
 }
 
 export const ResourceLimits: MessageFns<ResourceLimits> = {
@@ -1188,13 +1183,7 @@ export const TaskResult: MessageFns<TaskResult> = {
 };
 
 function createBaseTaskLog(): TaskLog {
-  return {
-    taskId: '',
-    output: '',
-    isStderr: false,
-    timestamp: undefined,
-    seq: 0,
-  };
+  return { taskId: '', output: '', isStderr: false, timestamp: undefined, seq: 0 };
 }
 
 export const TaskLog: MessageFns<TaskLog> = {
@@ -1606,9 +1595,7 @@ export type DeepPartial<T> = T extends Builtin
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin
   ? P
-  : P & { [K in keyof P]: Exact<P[K], I[K]> } & {
-      [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
-    };
+  : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
 
 function toTimestamp(date: Date): Timestamp {
   const seconds = Math.trunc(date.getTime() / 1_000);
