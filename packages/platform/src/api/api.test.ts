@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
+import type { LightMyRequestResponse } from 'fastify';
 import { createStore, type Store } from '../store/index.js';
 import { createApiServer, type ApiServer } from './index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
@@ -44,7 +45,8 @@ test('agents list pages through every agent exactly once with snake_case fields'
   const seen: string[] = [];
   let cursor: string | null = null;
   do {
-    const res = await app.inject({ url: `/api/v1/agents?limit=2${cursor ? `&cursor=${cursor}` : ''}` });
+    const url: string = `/api/v1/agents?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
+    const res: LightMyRequestResponse = await app.inject({ url });
     assert.equal(res.statusCode, 200);
     const body = res.json<{ agents: { agent_id: string; last_seen_at: string }[]; next_cursor: string | null }>();
     assert.ok(body.agents.length <= 2);
