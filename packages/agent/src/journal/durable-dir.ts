@@ -1,0 +1,88 @@
+/**
+ * Crash-safe file replacement in one directory: write a temp file, fsync it,
+ * rename it over the target, fsync the directory. After a crash the target is
+ * either the old content or the new, never empty or half written.
+ *
+ * Directory fsyncs are group-committed: every rename that happened before an
+ * fsync started is covered by it, so concurrent writers share one.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+
+/** Prefix of temp files; anything with it is debris of a crash and removed by {@link DurableDir.removeTempFiles}. */
+export const TEMP_PREFIX = '.tmp-';
+
+export interface DurableDir {
+  readonly dir: string;
+  /** Replaces `name` with `data`; resolves when the new content and the rename are on disk. */
+  writeFile(name: string, data: string, options?: { syncDir?: boolean }): Promise<void>;
+  /** Resolves when every rename, create or unlink done before the call is on disk. */
+  syncDir(): Promise<void>;
+  /** Deletes temp files left by a crash mid-write. */
+  removeTempFiles(): Promise<void>;
+}
+
+/**
+ * Wraps a flush (fsync, fdatasync) so concurrent callers share runs: a caller
+ * waits for a run that started after its call, and all callers arriving while a
+ * run is in flight share the next one.
+ */
+export function createGroupCommit(flush: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  let next: Promise<void> | undefined;
+  const commit = (): Promise<void> => {
+    if (!running) {
+      running = flush().finally(() => {
+        running = undefined;
+      });
+      return running;
+    }
+    // The run in flight may have started before the caller's write: it needs the next one.
+    next ??= running
+      .catch(() => undefined)
+      .then(() => {
+        next = undefined;
+        return commit();
+      });
+    return next;
+  };
+  return commit;
+}
+
+export function createDurableDir(dir: string): DurableDir {
+  const syncDir = createGroupCommit(async () => {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  });
+
+  return {
+    dir,
+    async writeFile(name, data, options = {}) {
+      const target = path.join(dir, name);
+      const temp = path.join(dir, `${TEMP_PREFIX}${randomBytes(6).toString('hex')}-${name}`);
+      const handle = await open(temp, 'wx', 0o600);
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } catch (err) {
+        await handle.close();
+        await unlink(temp).catch(() => undefined);
+        throw err;
+      }
+      await handle.close();
+      await rename(temp, target);
+      if (options.syncDir !== false) await syncDir();
+    },
+    syncDir,
+    async removeTempFiles() {
+      for (const name of await readdir(dir)) {
+        if (name.startsWith(TEMP_PREFIX)) await unlink(path.join(dir, name)).catch(() => undefined);
+      }
+    },
+  };
+}
