@@ -12,6 +12,8 @@ export interface PlatformConfig {
   heartbeatIntervalSeconds: number;
   /** pino level. Env AP_LOG_LEVEL; default info. */
   logLevel: string;
+  /** Seconds an agent may be offline before its running tasks become lost. Env AP_LOST_GRACE; default 300. */
+  lostGraceSeconds: number;
 }
 
 export const DEFAULT_CONFIG: PlatformConfig = {
@@ -21,6 +23,7 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   httpListen: '0.0.0.0:8080',
   heartbeatIntervalSeconds: 10,
   logLevel: 'info',
+  lostGraceSeconds: 300,
 };
 
 /** Fills defaults from the environment, then from DEFAULT_CONFIG; explicit values win. */
@@ -39,7 +42,11 @@ export function resolveConfig(
       num(env.AP_HEARTBEAT_INTERVAL) ??
       DEFAULT_CONFIG.heartbeatIntervalSeconds,
     logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
+    lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
   };
+  if (!Number.isInteger(c.lostGraceSeconds) || c.lostGraceSeconds < 1) {
+    throw new Error(`lost grace must be an integer number of seconds >= 1, got ${c.lostGraceSeconds}`);
+  }
   if (!Number.isFinite(c.heartbeatIntervalSeconds) || c.heartbeatIntervalSeconds < 1) {
     throw new Error(`heartbeat interval must be a number of seconds >= 1, got ${c.heartbeatIntervalSeconds}`);
   }

@@ -45,6 +45,25 @@ export const ERRORS = {
   },
   ROUTE_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'no such route', retryable: false },
   AGENT_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'agent not found', retryable: false },
+  TASK_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'task not found', retryable: false },
+  TASK_ALREADY_FINISHED: {
+    status: 409,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    message: 'task has already finished',
+    retryable: false,
+  },
+  SCRIPT_TOO_LARGE: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'script is too large',
+    retryable: false,
+  },
+  INVALID_IDEMPOTENCY_KEY: {
+    status: 400,
+    grpc: GrpcStatus.INVALID_ARGUMENT,
+    message: 'Idempotency-Key is not valid',
+    retryable: false,
+  },
   INVALID_REGISTRATION: {
     status: 400,
     grpc: GrpcStatus.INVALID_ARGUMENT,

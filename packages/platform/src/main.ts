@@ -15,6 +15,7 @@ import {
 } from './store/index.js';
 import { createAgentGateway, type AgentGateway } from './gateway/index.js';
 import { createApiServer, type ApiServer } from './api/index.js';
+import { createTaskService, type TaskService } from './tasks/index.js';
 import { VERSION } from './version.js';
 
 export type PlatformState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
@@ -26,6 +27,7 @@ export interface Platform {
   readonly httpPort: number;
   readonly store: Store;
   readonly gateway: AgentGateway;
+  readonly tasks: TaskService;
   stop(): Promise<void>;
 }
 
@@ -48,8 +50,10 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
   let store: Store | undefined;
   let gateway: AgentGateway | undefined;
   let api: ApiServer | undefined;
+  let tasks: TaskService | undefined;
   const cleanup = async () => {
     await api?.close().catch((err: unknown) => logger.warn({ err }, 'http close failed'));
+    await tasks?.close().catch((err: unknown) => logger.warn({ err }, 'task service close failed'));
     await gateway?.close().catch((err: unknown) => logger.warn({ err }, 'gateway close failed'));
     await store?.close().catch((err: unknown) => logger.warn({ err }, 'store close failed'));
     await embedded?.stop().catch((err: unknown) => logger.warn({ err }, 'embedded postgres stop failed'));
@@ -73,10 +77,20 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       platformNode: node,
       heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
     });
+    tasks = createTaskService({
+      store,
+      gateway,
+      logger: logger.child({ scope: 'tasks' }),
+      platformNode: node,
+      databaseUrl,
+      lostGraceSeconds: config.lostGraceSeconds,
+    });
+    gateway.setHandlers(tasks.handlers);
+    await tasks.start();
     const g = parseListen(config.grpcListen);
     const grpcPort = await gateway.listen(g.host, g.port);
 
-    api = await createApiServer({ store, logger, version: VERSION });
+    api = await createApiServer({ store, tasks, logger, version: VERSION });
     const h = parseListen(config.httpListen);
     await api.listen({ host: h.host, port: h.port });
     const addr = api.server.address();
@@ -89,6 +103,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
     );
     const s = store;
     const gw = gateway;
+    const ts = tasks;
     let stopping: Promise<void> | undefined;
     return {
       get state() {
@@ -99,6 +114,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       httpPort,
       store: s,
       gateway: gw,
+      tasks: ts,
       stop() {
         stopping ??= (async () => {
           setState('STOPPING');

@@ -9,6 +9,7 @@ export interface ServerFlags {
   dataDir?: string;
   databaseUrl?: string;
   heartbeatInterval?: string;
+  lostGrace?: string;
   logLevel?: string;
 }
 

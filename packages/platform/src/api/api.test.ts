@@ -33,7 +33,9 @@ before(async () => {
       'node-a',
     );
   }
-  await store.pool.query(`update agents set status = 'offline', disconnect_reason = 'stream_closed' where agent_id = 'agent-4'`);
+  await store.pool.query(
+    `update agents set status = 'offline', disconnect_reason = 'stream_closed' where agent_id = 'agent-4'`,
+  );
 });
 after(async () => {
   await app.close();
@@ -48,7 +50,10 @@ test('agents list pages through every agent exactly once with snake_case fields'
     const url: string = `/api/v1/agents?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
     const res: LightMyRequestResponse = await app.inject({ url });
     assert.equal(res.statusCode, 200);
-    const body = res.json<{ agents: { agent_id: string; last_seen_at: string }[]; next_cursor: string | null }>();
+    const body = res.json<{
+      agents: { agent_id: string; last_seen_at: string }[];
+      next_cursor: string | null;
+    }>();
     assert.ok(body.agents.length <= 2);
     for (const a of body.agents) {
       assert.ok(!Number.isNaN(Date.parse(a.last_seen_at)));
@@ -60,10 +65,20 @@ test('agents list pages through every agent exactly once with snake_case fields'
 });
 
 test('agents filter by status and label', async () => {
-  const off = (await app.inject({ url: '/api/v1/agents?status=offline' })).json<{ agents: { agent_id: string }[] }>();
-  assert.deepEqual(off.agents.map((a) => a.agent_id), ['agent-4']);
-  const db = (await app.inject({ url: '/api/v1/agents?label=tier=db&status=online' })).json<{ agents: { agent_id: string }[] }>();
-  assert.deepEqual(db.agents.map((a) => a.agent_id), ['agent-3']);
+  const off = (await app.inject({ url: '/api/v1/agents?status=offline' })).json<{
+    agents: { agent_id: string }[];
+  }>();
+  assert.deepEqual(
+    off.agents.map((a) => a.agent_id),
+    ['agent-4'],
+  );
+  const db = (await app.inject({ url: '/api/v1/agents?label=tier=db&status=online' })).json<{
+    agents: { agent_id: string }[];
+  }>();
+  assert.deepEqual(
+    db.agents.map((a) => a.agent_id),
+    ['agent-3'],
+  );
 });
 
 test('bad input gets a 4xx with a stable code in the error envelope', async () => {

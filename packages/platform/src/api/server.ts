@@ -7,13 +7,16 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/index.js';
 import { installErrorHandlers } from './errors.js';
 import { agentRoutes } from './agents.js';
+import { taskRoutes } from './tasks.js';
+import type { TaskService } from '../tasks/index.js';
 import { ErrorSchema } from './schemas.js';
 
 export interface ApiServerOptions {
   store: Store;
+  tasks?: TaskService;
   logger: Logger;
   version: string;
-  /** Largest request body, bytes; default 1 MiB. */
+  /** Largest request body, bytes; default 2 MiB (a 1 MiB script plus JSON escaping). */
   bodyLimit?: number;
 }
 
@@ -28,7 +31,7 @@ export type ApiServer = FastifyInstance<
 export async function createApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { store, logger } = options;
   const app = Fastify({
-    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    bodyLimit: options.bodyLimit ?? 2 * 1024 * 1024,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandlers(app, logger);
@@ -55,5 +58,6 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   });
   app.get('/api/docs/json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(agentRoutes(store));
+  if (options.tasks) await app.register(taskRoutes(options.tasks));
   return app;
 }

@@ -66,6 +66,8 @@ export interface AgentGateway {
   /** Ends every stream (agents reconnect elsewhere), marks their agents offline and stops the server. */
   close(): Promise<void>;
   session(agentId: string): AgentSession | undefined;
+  /** Agents whose streams this process holds. */
+  sessionAgentIds(): string[];
   readonly sessionCount: number;
   /** Sets handlers after construction (the task layer is created after the gateway). */
   setHandlers(handlers: SessionHandlers): void;
@@ -345,6 +347,7 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
       });
     },
     session: (agentId) => sessions.get(agentId),
+    sessionAgentIds: () => [...sessions.keys()],
     get sessionCount() {
       return sessions.size;
     },

@@ -1,3 +1,14 @@
 export { createStore, type Store, type StoreOptions } from './store.js';
 export type { AgentRow, AgentRegistration, AgentListQuery, HeartbeatMark } from './agents.js';
 export { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded.js';
+export type {
+  TaskRow,
+  TaskSummaryRow,
+  NewTask,
+  StartedMark,
+  ResultRecord,
+  LogRecord,
+  TaskListQuery,
+  CancelOutcome,
+} from './tasks.js';
+export type { TaskStatusName, TaskLimitsJson, EnforcedLimitJson } from './schema.js';

@@ -34,6 +34,88 @@ const migrations: Record<string, Migration> = {
       await sql`create index agents_labels_idx on agents using gin (labels jsonb_path_ops)`.execute(db);
     },
   },
+  '0002_tasks': {
+    async up(db: Kysely<unknown>) {
+      await sql`
+        create table tasks (
+          task_id                  uuid primary key,
+          agent_id                 text not null references agents (agent_id),
+          type                     text not null check (type in ('shell', 'python')),
+          script                   text not null,
+          args                     jsonb not null default '[]'::jsonb,
+          env                      jsonb not null default '{}'::jsonb,
+          clean_env                boolean not null default false,
+          working_dir              text not null default '',
+          run_as                   text not null default '',
+          timeout_seconds          integer not null check (timeout_seconds > 0),
+          kill_grace_seconds       integer not null default 5,
+          limits                   jsonb not null default '{}'::jsonb,
+          delivery_timeout_seconds integer not null,
+          idempotency_key          text unique,
+          status                   text not null check (status in
+                                     ('pending', 'dispatched', 'running', 'succeeded', 'failed',
+                                      'timed_out', 'canceled', 'lost', 'expired')),
+          created_at               timestamptz not null default now(),
+          delivery_deadline        timestamptz not null,
+          dispatched_at            timestamptz,
+          started_at               timestamptz,
+          completed_at             timestamptz,
+          dispatched_by            text,
+          cancel_requested_at      timestamptz,
+          cancel_reason            text,
+          exit_code                integer,
+          signal                   text,
+          error                    text,
+          stdout                   text,
+          stderr                   text,
+          stdout_bytes             bigint not null default 0,
+          stderr_bytes             bigint not null default 0,
+          stdout_truncated         boolean not null default false,
+          stderr_truncated         boolean not null default false,
+          limits_enforced          jsonb not null default '[]'::jsonb,
+          log_bytes                bigint not null default 0,
+          logs_dropped             boolean not null default false
+        )`.execute(db);
+      // The dispatcher's claim: oldest pending first, per agent.
+      await sql`create index tasks_pending_idx on tasks (agent_id, created_at) where status = 'pending'`.execute(
+        db,
+      );
+      // In-flight tasks per agent (capacity, lost reaper).
+      await sql`create index tasks_inflight_idx on tasks (agent_id) where status in ('dispatched', 'running')`.execute(
+        db,
+      );
+      await sql`create index tasks_created_idx on tasks (created_at desc, task_id desc)`.execute(db);
+      await sql`create index tasks_agent_created_idx on tasks (agent_id, created_at desc, task_id desc)`.execute(
+        db,
+      );
+      await sql`
+        create table task_logs (
+          task_id uuid not null references tasks (task_id) on delete cascade,
+          seq     bigint not null,
+          stream  text not null check (stream in ('stdout', 'stderr')),
+          output  text not null,
+          ts      timestamptz not null,
+          primary key (task_id, seq)
+        )`.execute(db);
+      // NOTIFY is the nudge, polling the guarantee: a new pending task wakes the
+      // process holding its agent's stream; a cancel request wakes it too.
+      // Payload: "<kind>:<agent_id>:<task_id>". Sent at commit, never for a rolled-back row.
+      await sql`
+        create function ap_tasks_notify() returns trigger language plpgsql as $$
+        begin
+          if tg_op = 'INSERT' and new.status = 'pending' then
+            perform pg_notify('ap_tasks', 'pending:' || new.agent_id || ':' || new.task_id);
+          elsif tg_op = 'UPDATE' and new.cancel_requested_at is not null and old.cancel_requested_at is null
+                and new.status in ('dispatched', 'running') then
+            perform pg_notify('ap_tasks', 'cancel:' || new.agent_id || ':' || new.task_id);
+          end if;
+          return null;
+        end $$`.execute(db);
+      await sql`
+        create trigger tasks_notify after insert or update of cancel_requested_at on tasks
+        for each row execute function ap_tasks_notify()`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

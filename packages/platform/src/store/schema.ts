@@ -25,6 +25,81 @@ export interface AgentsTable {
   running_tasks: ColumnType<number, number | undefined, number>;
 }
 
+export type TaskStatusName =
+  | 'pending'
+  | 'dispatched'
+  | 'running'
+  | 'succeeded'
+  | 'failed'
+  | 'timed_out'
+  | 'canceled'
+  | 'lost'
+  | 'expired';
+
+export interface TaskLimitsJson {
+  memory_bytes: number;
+  cpu_millicores: number;
+  max_processes: number;
+  max_output_bytes: number;
+}
+
+export interface EnforcedLimitJson {
+  name: string;
+  mechanism: string;
+  value: number;
+}
+
+type Json<T> = ColumnType<T, string, string>;
+type NullableTime = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface TasksTable {
+  task_id: string;
+  agent_id: string;
+  type: 'shell' | 'python';
+  script: string;
+  args: Json<string[]>;
+  env: Json<Record<string, string>>;
+  clean_env: boolean;
+  working_dir: string;
+  run_as: string;
+  timeout_seconds: number;
+  kill_grace_seconds: number;
+  limits: Json<TaskLimitsJson>;
+  delivery_timeout_seconds: number;
+  idempotency_key: string | null;
+  status: TaskStatusName;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  delivery_deadline: Timestamp;
+  dispatched_at: NullableTime;
+  started_at: NullableTime;
+  completed_at: NullableTime;
+  dispatched_by: string | null;
+  cancel_requested_at: NullableTime;
+  cancel_reason: string | null;
+  exit_code: number | null;
+  signal: string | null;
+  error: string | null;
+  stdout: string | null;
+  stderr: string | null;
+  stdout_bytes: ColumnType<string, number | string | undefined, number | string>;
+  stderr_bytes: ColumnType<string, number | string | undefined, number | string>;
+  stdout_truncated: ColumnType<boolean, boolean | undefined, boolean>;
+  stderr_truncated: ColumnType<boolean, boolean | undefined, boolean>;
+  limits_enforced: ColumnType<EnforcedLimitJson[], string | undefined, string>;
+  log_bytes: ColumnType<string, number | string | undefined, number | string>;
+  logs_dropped: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+export interface TaskLogsTable {
+  task_id: string;
+  seq: ColumnType<string, number | string, number | string>;
+  stream: 'stdout' | 'stderr';
+  output: string;
+  ts: Timestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
+  tasks: TasksTable;
+  task_logs: TaskLogsTable;
 }

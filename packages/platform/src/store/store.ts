@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Database } from './schema.js';
 import { migrationProvider } from './migrations.js';
 import { createAgentQueries, type AgentQueries } from './agents.js';
+import { createTaskQueries, type TaskQueries } from './tasks.js';
 
 export interface StoreOptions {
   /** postgres:// URL of the database. */
@@ -21,6 +22,7 @@ export interface Store {
   readonly db: Kysely<Database>;
   readonly pool: pg.Pool;
   readonly agents: AgentQueries;
+  readonly tasks: TaskQueries;
   /** Applies pending migrations under an advisory lock; returns the names applied. */
   migrate(): Promise<string[]>;
   close(): Promise<void>;
@@ -41,6 +43,7 @@ export function createStore(options: StoreOptions): Store {
     db,
     pool,
     agents: createAgentQueries(db),
+    tasks: createTaskQueries(db),
     async migrate() {
       const migrator = new Migrator({ db, provider: migrationProvider });
       const { error, results } = await migrator.migrateToLatest();

@@ -1,0 +1,386 @@
+/** /api/v1/tasks: create, read, cancel, and follow logs (SSE). */
+import { Type, type Static } from 'typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { TERMINAL_STATUSES, type TaskStatusName } from '@agent-platform/protocol';
+import { PlatformError } from '../errors.js';
+import type { TaskRow, TaskSummaryRow } from '../store/index.js';
+import type { TaskService } from '../tasks/index.js';
+import { ErrorSchema } from './schemas.js';
+
+const STATUS_ENUM = [
+  'pending',
+  'dispatched',
+  'running',
+  'succeeded',
+  'failed',
+  'timed_out',
+  'canceled',
+  'lost',
+  'expired',
+];
+const StatusSchema = Type.Unsafe<TaskStatusName>({ type: 'string', enum: STATUS_ENUM });
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const Time = Nullable(Type.String({ format: 'date-time' }));
+
+const LimitsSchema = Type.Object(
+  {
+    memory_bytes: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'bytes for the whole task; 0 = none' }),
+    ),
+    cpu_millicores: Type.Optional(Type.Integer({ minimum: 0, description: '1000 = one core; 0 = none' })),
+    max_processes: Type.Optional(Type.Integer({ minimum: 0, description: '0 = none' })),
+    max_output_bytes: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'stdout+stderr bytes; 0 = none' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const CreateTaskBody = Type.Object(
+  {
+    agent_id: Type.String({ minLength: 1, maxLength: 128 }),
+    type: Type.Unsafe<'shell' | 'python'>({ type: 'string', enum: ['shell', 'python'] }),
+    script: Type.String({ minLength: 1 }),
+    timeout: Type.Optional(Type.Integer({ minimum: 1, description: 'seconds; default 300' })),
+    args: Type.Optional(Type.Array(Type.String(), { maxItems: 256 })),
+    env: Type.Optional(Type.Record(Type.String(), Type.String())),
+    clean_env: Type.Optional(Type.Boolean()),
+    working_dir: Type.Optional(Type.String({ maxLength: 4096 })),
+    run_as: Type.Optional(Type.String({ maxLength: 64 })),
+    limits: Type.Optional(LimitsSchema),
+    delivery_timeout: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'seconds to wait for the agent; default 600' }),
+    ),
+    kill_grace: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'seconds from SIGTERM to SIGKILL; default 5' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const TaskSchema = Type.Object(
+  {
+    task_id: Type.String({ format: 'uuid' }),
+    agent_id: Type.String(),
+    type: Type.String(),
+    status: StatusSchema,
+    script: Type.Optional(Type.String()),
+    args: Type.Array(Type.String()),
+    env: Type.Record(Type.String(), Type.String()),
+    clean_env: Type.Boolean(),
+    working_dir: Type.String(),
+    run_as: Type.String(),
+    timeout: Type.Integer(),
+    kill_grace: Type.Integer(),
+    delivery_timeout: Type.Integer(),
+    limits: Type.Object({
+      memory_bytes: Type.Integer(),
+      cpu_millicores: Type.Integer(),
+      max_processes: Type.Integer(),
+      max_output_bytes: Type.Integer(),
+    }),
+    exit_code: Nullable(Type.Integer()),
+    signal: Nullable(Type.String()),
+    error: Nullable(Type.String()),
+    stdout: Type.Optional(Nullable(Type.String())),
+    stderr: Type.Optional(Nullable(Type.String())),
+    stdout_bytes: Type.Integer(),
+    stderr_bytes: Type.Integer(),
+    stdout_truncated: Type.Boolean(),
+    stderr_truncated: Type.Boolean(),
+    limits_enforced: Type.Array(
+      Type.Object({ name: Type.String(), mechanism: Type.String(), value: Type.Number() }),
+    ),
+    log_bytes: Type.Integer(),
+    logs_dropped: Type.Boolean(),
+    cancel_reason: Nullable(Type.String()),
+    created_at: Type.String({ format: 'date-time' }),
+    delivery_deadline: Type.String({ format: 'date-time' }),
+    dispatched_at: Time,
+    started_at: Time,
+    completed_at: Time,
+    cancel_requested_at: Time,
+  },
+  { $id: 'Task' },
+);
+type TaskJson = Static<typeof TaskSchema>;
+
+const LogSchema = Type.Object({
+  seq: Type.Integer(),
+  stream: Type.Unsafe<'stdout' | 'stderr'>({ type: 'string', enum: ['stdout', 'stderr'] }),
+  output: Type.String(),
+  timestamp: Type.String({ format: 'date-time' }),
+});
+
+function taskToJson(r: TaskRow | TaskSummaryRow): TaskJson {
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  const out: TaskJson = {
+    task_id: r.task_id,
+    agent_id: r.agent_id,
+    type: r.type,
+    status: r.status,
+    args: r.args,
+    env: r.env,
+    clean_env: r.clean_env,
+    working_dir: r.working_dir,
+    run_as: r.run_as,
+    timeout: r.timeout_seconds,
+    kill_grace: r.kill_grace_seconds,
+    delivery_timeout: r.delivery_timeout_seconds,
+    limits: r.limits,
+    exit_code: r.exit_code,
+    signal: r.signal,
+    error: r.error,
+    stdout_bytes: Number(r.stdout_bytes),
+    stderr_bytes: Number(r.stderr_bytes),
+    stdout_truncated: r.stdout_truncated,
+    stderr_truncated: r.stderr_truncated,
+    limits_enforced: r.limits_enforced,
+    log_bytes: Number(r.log_bytes),
+    logs_dropped: r.logs_dropped,
+    cancel_reason: r.cancel_reason,
+    created_at: r.created_at.toISOString(),
+    delivery_deadline: r.delivery_deadline.toISOString(),
+    dispatched_at: iso(r.dispatched_at),
+    started_at: iso(r.started_at),
+    completed_at: iso(r.completed_at),
+    cancel_requested_at: iso(r.cancel_requested_at),
+  };
+  if ('script' in r) {
+    out.script = r.script;
+    out.stdout = r.stdout;
+    out.stderr = r.stderr;
+  }
+  return out;
+}
+
+function encodeTaskCursor(r: TaskSummaryRow): string {
+  return Buffer.from(JSON.stringify([r.created_at.toISOString(), r.task_id])).toString('base64url');
+}
+
+function decodeTaskCursor(c: string): { createdAt: string; taskId: string } {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(c, 'base64url').toString('utf8'));
+    if (
+      Array.isArray(v) &&
+      typeof v[0] === 'string' &&
+      typeof v[1] === 'string' &&
+      !Number.isNaN(Date.parse(v[0]))
+    ) {
+      if (/^[0-9a-f-]{36}$/i.test(v[1])) return { createdAt: v[0], taskId: v[1] };
+    }
+  } catch {
+    // fall through
+  }
+  throw new PlatformError('INVALID_CURSOR', 'cursor is not one this server issued');
+}
+
+const isTerminal = (s: string) => (TERMINAL_STATUSES as readonly string[]).includes(s);
+
+export const taskRoutes =
+  (tasks: TaskService): FastifyPluginAsyncTypebox =>
+  async (app) => {
+    app.addSchema(TaskSchema);
+
+    app.post(
+      '/api/v1/tasks',
+      {
+        schema: {
+          summary: 'Create a task',
+          tags: ['tasks'],
+          headers: Type.Object({
+            'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+          }),
+          body: CreateTaskBody,
+          response: { 200: TaskSchema, 201: TaskSchema, 400: ErrorSchema, 404: ErrorSchema },
+        },
+      },
+      async (req, reply) => {
+        const { task, created } = await tasks.create(req.body, req.headers['idempotency-key']);
+        return reply.status(created ? 201 : 200).send(taskToJson(task));
+      },
+    );
+
+    app.get(
+      '/api/v1/tasks',
+      {
+        schema: {
+          summary: 'List tasks, newest first',
+          tags: ['tasks'],
+          querystring: Type.Object({
+            agent_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+            status: Type.Optional(StatusSchema),
+            cursor: Type.Optional(Type.String({ maxLength: 200 })),
+            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+          }),
+          response: {
+            200: Type.Object({ tasks: Type.Array(TaskSchema), next_cursor: Nullable(Type.String()) }),
+            400: ErrorSchema,
+          },
+        },
+      },
+      async (req) => {
+        const { agent_id, status, cursor, limit } = req.query;
+        const rows = await tasks.list({
+          agentId: agent_id,
+          status,
+          before: cursor === undefined ? undefined : decodeTaskCursor(cursor),
+          limit: limit + 1,
+        });
+        const page = rows.slice(0, limit);
+        const last = page.at(-1);
+        return {
+          tasks: page.map(taskToJson),
+          next_cursor: rows.length > limit && last ? encodeTaskCursor(last) : null,
+        };
+      },
+    );
+
+    const TaskParams = Type.Object({ task_id: Type.String({ minLength: 1, maxLength: 64 }) });
+
+    app.get(
+      '/api/v1/tasks/:task_id',
+      {
+        schema: {
+          summary: 'Get a task with its result',
+          tags: ['tasks'],
+          params: TaskParams,
+          response: { 200: TaskSchema, 404: ErrorSchema },
+        },
+      },
+      async (req) => taskToJson(await tasks.get(req.params.task_id)),
+    );
+
+    app.post(
+      '/api/v1/tasks/:task_id/cancel',
+      {
+        schema: {
+          summary: 'Cancel a task (kills its whole process tree)',
+          tags: ['tasks'],
+          params: TaskParams,
+          body: Type.Optional(
+            Type.Object(
+              { reason: Type.Optional(Type.String({ maxLength: 500 })) },
+              { additionalProperties: false },
+            ),
+          ),
+          response: { 202: TaskSchema, 404: ErrorSchema, 409: ErrorSchema },
+        },
+      },
+      async (req, reply) => {
+        const task = await tasks.cancel(req.params.task_id, req.body?.reason ?? 'canceled by request');
+        return reply.status(202).send(taskToJson(task));
+      },
+    );
+
+    app.get(
+      '/api/v1/tasks/:task_id/logs',
+      {
+        schema: {
+          summary:
+            'Task output chunks in order; follow=1 streams them as server-sent events until the task ends',
+          tags: ['tasks'],
+          params: TaskParams,
+          querystring: Type.Object({
+            since_seq: Type.Integer({ minimum: 0, default: 0 }),
+            limit: Type.Integer({ minimum: 1, maximum: 10000, default: 1000 }),
+            follow: Type.Optional(
+              Type.Unsafe<'0' | '1' | 'true' | 'false'>({
+                type: 'string',
+                enum: ['0', '1', 'true', 'false'],
+              }),
+            ),
+          }),
+          response: {
+            200: Type.Object({
+              task_id: Type.String(),
+              status: StatusSchema,
+              logs: Type.Array(LogSchema),
+              next_seq: Type.Integer(),
+            }),
+            404: ErrorSchema,
+          },
+        },
+      },
+      async (req, reply) => {
+        const task = await tasks.get(req.params.task_id);
+        const { since_seq, limit } = req.query;
+        const follow = req.query.follow === '1' || req.query.follow === 'true';
+        if (!follow) {
+          const logs = await tasks.logs(task.task_id, since_seq, limit);
+          return {
+            task_id: task.task_id,
+            status: task.status,
+            logs: logs.map((l) => ({
+              seq: l.seq,
+              stream: l.stream,
+              output: l.output,
+              timestamp: l.ts.toISOString(),
+            })),
+            next_seq: logs.at(-1)?.seq ?? since_seq,
+          };
+        }
+
+        // Server-sent events: replay from since_seq, then follow. Woken at once by
+        // this process's writes, and by a poll for writes made by other processes.
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        });
+        let seq = since_seq;
+        let closed = false;
+        let wake: (() => void) | undefined;
+        const onTask = (id: string) => {
+          if (id === task.task_id) wake?.();
+        };
+        tasks.events.on('task', onTask);
+        req.raw.on('close', () => {
+          closed = true;
+          wake?.();
+        });
+        const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+        try {
+          while (!closed) {
+            const current = await tasks.get(task.task_id);
+            const logs = await tasks.logs(task.task_id, seq, 1000);
+            for (const l of logs) {
+              const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
+              res.write(`event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`);
+              seq = l.seq;
+            }
+            if (logs.length === 1000) continue;
+            if (isTerminal(current.status)) {
+              // Status was read before the logs, and a terminal task's logs are all stored
+              // before its status changes, so nothing is left behind.
+              const end = {
+                task_id: current.task_id,
+                status: current.status,
+                exit_code: current.exit_code,
+                error: current.error,
+              };
+              res.write(`event: end\ndata: ${JSON.stringify(end)}\n\n`);
+              break;
+            }
+            await new Promise<void>((resolve) => {
+              const t = setTimeout(resolve, 250);
+              wake = () => {
+                clearTimeout(t);
+                resolve();
+              };
+            });
+            wake = undefined;
+          }
+        } catch (err) {
+          req.log.warn({ err }, 'log follow failed');
+        } finally {
+          clearInterval(ping);
+          tasks.events.off('task', onTask);
+          res.end();
+        }
+      },
+    );
+  };

@@ -1,0 +1,408 @@
+/**
+ * Queries on tasks and task_logs. Every state change is a conditional UPDATE
+ * on the current status, so a terminal task never changes again and a late or
+ * duplicate report changes nothing. Batched writes take arrays (unnest /
+ * jsonb_to_recordset): one statement for many tasks.
+ */
+import { sql, type Kysely, type Selectable } from 'kysely';
+import type { Database, EnforcedLimitJson, TaskLimitsJson, TaskStatusName, TasksTable } from './schema.js';
+
+export type TaskRow = Selectable<TasksTable>;
+
+export interface NewTask {
+  taskId: string;
+  agentId: string;
+  type: 'shell' | 'python';
+  script: string;
+  args: string[];
+  env: Record<string, string>;
+  cleanEnv: boolean;
+  workingDir: string;
+  runAs: string;
+  timeoutSeconds: number;
+  killGraceSeconds: number;
+  limits: TaskLimitsJson;
+  deliveryTimeoutSeconds: number;
+  idempotencyKey: string | null;
+}
+
+export interface StartedMark {
+  taskId: string;
+  agentId: string;
+  at: Date;
+}
+
+export interface ResultRecord {
+  taskId: string;
+  agentId: string;
+  status: 'succeeded' | 'failed' | 'timed_out' | 'canceled' | 'lost';
+  exitCode: number | null;
+  signal: string | null;
+  error: string | null;
+  stdout: string;
+  stderr: string;
+  stdoutBytes: number;
+  stderrBytes: number;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  limitsEnforced: EnforcedLimitJson[];
+  startedAt: Date | null;
+  completedAt: Date;
+}
+
+export interface LogRecord {
+  taskId: string;
+  agentId: string;
+  seq: number;
+  stream: 'stdout' | 'stderr';
+  output: string;
+  ts: Date;
+}
+
+export interface TaskListQuery {
+  agentId?: string;
+  status?: TaskStatusName;
+  /** Tasks strictly older than this (created_at, task_id) position. */
+  before?: { createdAt: string; taskId: string };
+  limit: number;
+}
+
+export type CancelOutcome =
+  | { kind: 'canceled'; task: TaskRow }
+  | { kind: 'requested'; task: TaskRow }
+  | { kind: 'finished'; task: TaskRow }
+  | { kind: 'missing' };
+
+/** Columns a list returns: no script or output (those can be megabytes). */
+const SUMMARY = [
+  'task_id',
+  'agent_id',
+  'type',
+  'args',
+  'env',
+  'clean_env',
+  'working_dir',
+  'run_as',
+  'timeout_seconds',
+  'kill_grace_seconds',
+  'limits',
+  'delivery_timeout_seconds',
+  'idempotency_key',
+  'status',
+  'created_at',
+  'delivery_deadline',
+  'dispatched_at',
+  'started_at',
+  'completed_at',
+  'dispatched_by',
+  'cancel_requested_at',
+  'cancel_reason',
+  'exit_code',
+  'signal',
+  'error',
+  'stdout_bytes',
+  'stderr_bytes',
+  'stdout_truncated',
+  'stderr_truncated',
+  'limits_enforced',
+  'log_bytes',
+  'logs_dropped',
+] as const;
+
+export type TaskSummaryRow = Pick<TaskRow, (typeof SUMMARY)[number]>;
+
+export interface TaskQueries {
+  /** Inserts a pending task; with an idempotency key already used, returns the earlier task. */
+  create(t: NewTask): Promise<{ task: TaskRow; created: boolean }>;
+  get(taskId: string): Promise<TaskRow | undefined>;
+  list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
+  /**
+   * Claims the agent's oldest pending tasks, up to its free capacity, for the
+   * given session; nothing if the session no longer owns the agent row.
+   * `FOR UPDATE SKIP LOCKED`: two processes never claim one task.
+   */
+  claim(agentId: string, sessionId: string, platformNode: string): Promise<TaskRow[]>;
+  /** Agents among `agentIds` that have pending tasks (the dispatcher's poll). */
+  agentsWithPending(agentIds: string[]): Promise<string[]>;
+  markStarted(marks: StartedMark[]): Promise<string[]>;
+  /** Applies terminal results; returns the ids that changed (others were late or duplicate). */
+  applyResults(results: ResultRecord[]): Promise<string[]>;
+  /** Stores log chunks of tasks that belong to the reporting agent; duplicates are ignored. */
+  insertLogs(logs: LogRecord[]): Promise<void>;
+  markLogsDropped(taskIds: string[]): Promise<void>;
+  logs(
+    taskId: string,
+    sinceSeq: number,
+    limit: number,
+  ): Promise<{ seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[]>;
+  cancel(taskId: string, reason: string): Promise<CancelOutcome>;
+  /** Cancels still owed to agents: requested, not finished, requested more than `olderThanMs` ago. */
+  pendingCancels(
+    agentIds: string[],
+    olderThanMs: number,
+  ): Promise<{ task_id: string; agent_id: string; cancel_reason: string | null }[]>;
+  /**
+   * At re-registration: tasks the platform sent that the agent does not know
+   * never arrived. Dispatched ones go back to pending; running ones (the agent
+   * had reported them started) are lost. Returns [requeued, lost].
+   */
+  reconcile(agentId: string, knownTaskIds: string[]): Promise<[string[], string[]]>;
+  /** pending past their delivery deadline -> expired. */
+  expire(): Promise<string[]>;
+  /** dispatched/running on agents offline longer than the grace -> lost. */
+  loseOnOfflineAgents(graceSeconds: number): Promise<string[]>;
+}
+
+export function createTaskQueries(db: Kysely<Database>): TaskQueries {
+  return {
+    async create(t) {
+      const inserted = await db
+        .insertInto('tasks')
+        .values({
+          task_id: t.taskId,
+          agent_id: t.agentId,
+          type: t.type,
+          script: t.script,
+          args: JSON.stringify(t.args),
+          env: JSON.stringify(t.env),
+          clean_env: t.cleanEnv,
+          working_dir: t.workingDir,
+          run_as: t.runAs,
+          timeout_seconds: t.timeoutSeconds,
+          kill_grace_seconds: t.killGraceSeconds,
+          limits: JSON.stringify(t.limits),
+          delivery_timeout_seconds: t.deliveryTimeoutSeconds,
+          idempotency_key: t.idempotencyKey,
+          status: 'pending',
+          delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
+        })
+        .onConflict((oc) => oc.column('idempotency_key').doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      if (inserted) return { task: inserted, created: true };
+      const existing = await db
+        .selectFrom('tasks')
+        .selectAll()
+        .where('idempotency_key', '=', t.idempotencyKey)
+        .executeTakeFirstOrThrow();
+      return { task: existing, created: false };
+    },
+
+    async get(taskId) {
+      return db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
+    },
+
+    async list(q) {
+      let query = db
+        .selectFrom('tasks')
+        .select(SUMMARY)
+        .orderBy('created_at', 'desc')
+        .orderBy('task_id', 'desc')
+        .limit(q.limit);
+      if (q.agentId !== undefined) query = query.where('agent_id', '=', q.agentId);
+      if (q.status !== undefined) query = query.where('status', '=', q.status);
+      if (q.before) {
+        const b = q.before;
+        query = query.where(
+          sql<boolean>`(created_at, task_id) < (${b.createdAt}::timestamptz, ${b.taskId}::uuid)`,
+        );
+      }
+      return query.execute();
+    },
+
+    async claim(agentId, sessionId, platformNode) {
+      const { rows } = await sql<TaskRow>`
+        with agent as (
+          select capacity from agents
+           where agent_id = ${agentId} and session_id = ${sessionId}::uuid and status = 'online'
+        ), busy as (
+          select count(*)::int as n from tasks where agent_id = ${agentId} and status in ('dispatched', 'running')
+        ), picked as (
+          select task_id from tasks
+           where agent_id = ${agentId} and status = 'pending' and delivery_deadline > now()
+           order by created_at, task_id
+           limit (select greatest(0, agent.capacity - busy.n) from agent, busy)
+           for update skip locked
+        )
+        update tasks t
+           set status = 'dispatched', dispatched_at = now(), dispatched_by = ${platformNode}
+          from picked
+         where t.task_id = picked.task_id
+        returning t.*`.execute(db);
+      return rows;
+    },
+
+    async agentsWithPending(agentIds) {
+      if (agentIds.length === 0) return [];
+      const { rows } = await sql<{ agent_id: string }>`
+        select distinct agent_id from tasks
+         where status = 'pending' and agent_id = any(${agentIds}::text[])`.execute(db);
+      return rows.map((r) => r.agent_id);
+    },
+
+    async markStarted(marks) {
+      if (marks.length === 0) return [];
+      const { rows } = await sql<{ task_id: string }>`
+        update tasks t
+           set status = 'running', started_at = m.at
+          from unnest(${marks.map((m) => m.taskId)}::uuid[], ${marks.map((m) => m.agentId)}::text[],
+                      ${marks.map((m) => m.at.toISOString())}::timestamptz[]) as m(task_id, agent_id, at)
+         where t.task_id = m.task_id and t.agent_id = m.agent_id and t.status = 'dispatched'
+        returning t.task_id`.execute(db);
+      return rows.map((r) => r.task_id);
+    },
+
+    async applyResults(results) {
+      if (results.length === 0) return [];
+      const payload = JSON.stringify(
+        results.map((r) => ({
+          task_id: r.taskId,
+          agent_id: r.agentId,
+          status: r.status,
+          exit_code: r.exitCode,
+          signal: r.signal,
+          error: r.error,
+          stdout: r.stdout,
+          stderr: r.stderr,
+          stdout_bytes: r.stdoutBytes,
+          stderr_bytes: r.stderrBytes,
+          stdout_truncated: r.stdoutTruncated,
+          stderr_truncated: r.stderrTruncated,
+          limits_enforced: r.limitsEnforced,
+          started_at: r.startedAt?.toISOString() ?? null,
+          completed_at: r.completedAt.toISOString(),
+        })),
+      );
+      const { rows } = await sql<{ task_id: string }>`
+        update tasks t
+           set status = r.status, exit_code = r.exit_code, signal = r.signal, error = r.error,
+               stdout = r.stdout, stderr = r.stderr, stdout_bytes = r.stdout_bytes, stderr_bytes = r.stderr_bytes,
+               stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated,
+               limits_enforced = r.limits_enforced,
+               started_at = coalesce(t.started_at, r.started_at), completed_at = r.completed_at
+          from jsonb_to_recordset(${payload}::jsonb) as r(
+                 task_id uuid, agent_id text, status text, exit_code int, signal text, error text,
+                 stdout text, stderr text, stdout_bytes bigint, stderr_bytes bigint,
+                 stdout_truncated boolean, stderr_truncated boolean, limits_enforced jsonb,
+                 started_at timestamptz, completed_at timestamptz)
+         where t.task_id = r.task_id and t.agent_id = r.agent_id and t.status in ('dispatched', 'running')
+        returning t.task_id`.execute(db);
+      return rows.map((r) => r.task_id);
+    },
+
+    async insertLogs(logs) {
+      if (logs.length === 0) return;
+      const payload = JSON.stringify(
+        logs.map((l) => ({
+          task_id: l.taskId,
+          agent_id: l.agentId,
+          seq: l.seq,
+          stream: l.stream,
+          output: l.output,
+          ts: l.ts.toISOString(),
+        })),
+      );
+      await sql`
+        with r as (
+          select * from jsonb_to_recordset(${payload}::jsonb)
+                     as r(task_id uuid, agent_id text, seq bigint, stream text, output text, ts timestamptz)
+        ), ins as (
+          insert into task_logs (task_id, seq, stream, output, ts)
+          select r.task_id, r.seq, r.stream, r.output, r.ts
+            from r join tasks t on t.task_id = r.task_id and t.agent_id = r.agent_id
+          on conflict do nothing
+          returning task_id, octet_length(output) as n
+        )
+        update tasks t set log_bytes = t.log_bytes + s.n
+          from (select task_id, sum(n) as n from ins group by task_id) s
+         where t.task_id = s.task_id`.execute(db);
+    },
+
+    async markLogsDropped(taskIds) {
+      if (taskIds.length === 0) return;
+      await db.updateTable('tasks').set({ logs_dropped: true }).where('task_id', 'in', taskIds).execute();
+    },
+
+    async logs(taskId, sinceSeq, limit) {
+      const rows = await db
+        .selectFrom('task_logs')
+        .select(['seq', 'stream', 'output', 'ts'])
+        .where('task_id', '=', taskId)
+        .where('seq', '>', String(sinceSeq))
+        .orderBy('seq')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ seq: Number(r.seq), stream: r.stream, output: r.output, ts: r.ts }));
+    },
+
+    async cancel(taskId, reason) {
+      const canceled = await db
+        .updateTable('tasks')
+        .set({
+          status: 'canceled',
+          completed_at: sql<Date>`now()`,
+          cancel_requested_at: sql<Date>`now()`,
+          cancel_reason: reason,
+          error: `canceled before it was dispatched: ${reason}`,
+        })
+        .where('task_id', '=', taskId)
+        .where('status', '=', 'pending')
+        .returningAll()
+        .executeTakeFirst();
+      if (canceled) return { kind: 'canceled', task: canceled };
+      const requested = await db
+        .updateTable('tasks')
+        .set({ cancel_requested_at: sql<Date>`coalesce(cancel_requested_at, now())`, cancel_reason: reason })
+        .where('task_id', '=', taskId)
+        .where('status', 'in', ['dispatched', 'running'])
+        .returningAll()
+        .executeTakeFirst();
+      if (requested) return { kind: 'requested', task: requested };
+      const task = await db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
+      return task ? { kind: 'finished', task } : { kind: 'missing' };
+    },
+
+    async pendingCancels(agentIds, olderThanMs) {
+      if (agentIds.length === 0) return [];
+      const { rows } = await sql<{ task_id: string; agent_id: string; cancel_reason: string | null }>`
+        select task_id, agent_id, cancel_reason from tasks
+         where status in ('dispatched', 'running') and cancel_requested_at is not null
+           and cancel_requested_at < now() - make_interval(secs => ${olderThanMs / 1000})
+           and agent_id = any(${agentIds}::text[])`.execute(db);
+      return rows;
+    },
+
+    async reconcile(agentId, knownTaskIds) {
+      const requeued = await sql<{ task_id: string }>`
+        update tasks set status = 'pending', dispatched_at = null, dispatched_by = null
+         where agent_id = ${agentId} and status = 'dispatched' and not (task_id = any(${knownTaskIds}::uuid[]))
+        returning task_id`.execute(db);
+      const lost = await sql<{ task_id: string }>`
+        update tasks set status = 'lost', completed_at = now(),
+               error = 'the agent reconnected without any record of this running task (its state directory was lost?)'
+         where agent_id = ${agentId} and status = 'running' and not (task_id = any(${knownTaskIds}::uuid[]))
+        returning task_id`.execute(db);
+      return [requeued.rows.map((r) => r.task_id), lost.rows.map((r) => r.task_id)];
+    },
+
+    async expire() {
+      const { rows } = await sql<{ task_id: string }>`
+        update tasks set status = 'expired', completed_at = now(),
+               error = 'not delivered within its delivery timeout of ' || delivery_timeout_seconds || 's'
+         where status = 'pending' and delivery_deadline <= now()
+        returning task_id`.execute(db);
+      return rows.map((r) => r.task_id);
+    },
+
+    async loseOnOfflineAgents(graceSeconds) {
+      const { rows } = await sql<{ task_id: string }>`
+        update tasks t set status = 'lost', completed_at = now(),
+               error = 'agent offline (' || coalesce(a.disconnect_reason, 'unknown') || ') for more than ' || ${graceSeconds}::int || 's'
+          from agents a
+         where a.agent_id = t.agent_id and t.status in ('dispatched', 'running')
+           and a.status = 'offline' and a.disconnected_at < now() - make_interval(secs => ${graceSeconds})
+        returning t.task_id`.execute(db);
+      return rows.map((r) => r.task_id);
+    },
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Batches what agents report (task started, log chunks, results) into a few
+ * statements per flush instead of one commit per event: PostgreSQL's commit
+ * rate (~3,300/s one client here, DESIGN.md) would otherwise cap throughput.
+ *
+ * Order inside a flush: logs, then started marks, then results — so a task
+ * seen terminal has all its logs stored, and the SSE follower can end. A
+ * result is acknowledged to the agent only after its flush committed.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { LogRecord, ResultRecord, StartedMark, Store } from '../store/index.js';
+
+export interface EventWriterOptions {
+  store: Store;
+  logger: Logger;
+  /** Milliseconds between flushes; default 20. */
+  flushIntervalMs?: number;
+  /** Bytes of task logs kept per task; later chunks are dropped and the task marked; default 32 MiB. */
+  logBudgetBytes?: number;
+  /** Flush early once this many events wait; default 2,000. */
+  maxBatch?: number;
+}
+
+export interface EventWriter {
+  started(mark: StartedMark): void;
+  log(record: LogRecord): void;
+  /** Resolves once the result is stored (or found late/duplicate); reject means retry later. */
+  result(record: ResultRecord): Promise<void>;
+  /** Emits `task` with a task id whenever its logs or state changed on this process. */
+  readonly events: EventEmitter;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface PendingResult {
+  record: ResultRecord;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export function createEventWriter(options: EventWriterOptions): EventWriter {
+  const { store, logger } = options;
+  const interval = options.flushIntervalMs ?? 20;
+  const budget = options.logBudgetBytes ?? 32 * 1024 * 1024;
+  const maxBatch = options.maxBatch ?? 2000;
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+
+  let logs: LogRecord[] = [];
+  let started: StartedMark[] = [];
+  let results: PendingResult[] = [];
+  /** Bytes of logs accepted per task by this process (approximate across restarts; see docs). */
+  const logBytes = new Map<string, number>();
+  const dropped = new Set<string>();
+  let newlyDropped: string[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let flushing: Promise<void> | undefined;
+  let closed = false;
+
+  const size = () => logs.length + started.length + results.length;
+  const schedule = () => {
+    if (closed) return;
+    if (size() >= maxBatch) {
+      void flush();
+      return;
+    }
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      void flush();
+    }, interval);
+  };
+
+  async function flushOnce(): Promise<void> {
+    const batchLogs = logs;
+    const batchStarted = started;
+    const batchResults = results;
+    const batchDropped = newlyDropped;
+    logs = [];
+    started = [];
+    results = [];
+    newlyDropped = [];
+    if (batchLogs.length + batchStarted.length + batchResults.length + batchDropped.length === 0) return;
+    const touched = new Set<string>();
+    try {
+      await store.tasks.insertLogs(batchLogs);
+      for (const l of batchLogs) touched.add(l.taskId);
+      await store.tasks.markLogsDropped(batchDropped);
+      for (const id of await store.tasks.markStarted(batchStarted)) touched.add(id);
+    } catch (err) {
+      // Logs and started marks are best effort; results below still get their chance.
+      logger.warn({ err, logs: batchLogs.length, started: batchStarted.length }, 'task event flush failed');
+    }
+    if (batchResults.length > 0) {
+      try {
+        const changed = await store.tasks.applyResults(batchResults.map((r) => r.record));
+        for (const id of changed) touched.add(id);
+        for (const r of batchResults) {
+          logBytes.delete(r.record.taskId);
+          dropped.delete(r.record.taskId);
+          r.resolve();
+        }
+        const late = batchResults.length - changed.length;
+        if (late > 0) logger.debug({ late }, 'late or duplicate results ignored');
+      } catch (err) {
+        logger.warn({ err, results: batchResults.length }, 'result flush failed');
+        for (const r of batchResults) r.reject(err);
+      }
+    }
+    for (const id of touched) events.emit('task', id);
+  }
+
+  function flush(): Promise<void> {
+    if (timer) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    // One flush at a time keeps the order logs -> result across flushes.
+    const next = (flushing ?? Promise.resolve()).then(flushOnce);
+    flushing = next.finally(() => {
+      if (flushing === guarded) flushing = undefined;
+    });
+    const guarded = flushing;
+    return next;
+  }
+
+  return {
+    events,
+    started(mark) {
+      started.push(mark);
+      schedule();
+    },
+    log(record) {
+      if (dropped.has(record.taskId)) return;
+      const n = (logBytes.get(record.taskId) ?? 0) + Buffer.byteLength(record.output);
+      if (n > budget) {
+        dropped.add(record.taskId);
+        newlyDropped.push(record.taskId);
+        schedule();
+        return;
+      }
+      logBytes.set(record.taskId, n);
+      logs.push(record);
+      schedule();
+    },
+    result(record) {
+      return new Promise((resolve, reject) => {
+        results.push({ record, resolve, reject });
+        schedule();
+      });
+    },
+    flush,
+    async close() {
+      await flush();
+      closed = true;
+    },
+  };
+}

@@ -1,0 +1,361 @@
+/**
+ * Task lifecycle: create, dispatch, apply what agents report, cancel, reap.
+ *
+ *   pending ──dispatch──> dispatched ──TaskStarted──> running ──> succeeded | failed | timed_out | canceled
+ *      │                      │                          └── agent offline past grace ──> lost
+ *      ├── cancel ──> canceled └── agent restarted without a record of it: dispatched -> pending, running -> lost
+ *      └── not delivered before its delivery deadline ──> expired
+ *
+ * Terminal states never change (every UPDATE is conditional on the current
+ * status). Dispatch is a database claim (FOR UPDATE SKIP LOCKED) run by the
+ * process that holds the agent's stream, woken by LISTEN/NOTIFY (a trigger on
+ * tasks) and, as the guarantee, by a poll every second.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import {
+  TaskStatus,
+  taskStatusToName,
+  taskTypeFromName,
+  type AgentMessage,
+  type TaskRequest,
+  type TaskResult,
+} from '@agent-platform/protocol';
+import { PlatformError } from '../errors.js';
+import type { AgentGateway, AgentSession, SessionHandlers } from '../gateway/index.js';
+import type {
+  CancelOutcome,
+  ResultRecord,
+  Store,
+  TaskListQuery,
+  TaskRow,
+  TaskSummaryRow,
+} from '../store/index.js';
+import { createEventWriter, type EventWriter } from './event-writer.js';
+import { TASK_LIMITS, validateNewTask, type CreateTaskInput } from './validate.js';
+
+export interface TaskServiceOptions {
+  store: Store;
+  gateway: AgentGateway;
+  logger: Logger;
+  platformNode: string;
+  /** URL for the LISTEN connection (the pool's URL). */
+  databaseUrl: string;
+  /** Milliseconds between dispatch polls (the guarantee behind NOTIFY); default 1,000. */
+  pollIntervalMs?: number;
+  /** Milliseconds between expiry / lost sweeps; default 1,000. */
+  reapIntervalMs?: number;
+  /** Seconds an agent may stay offline before its in-flight tasks are lost; default 300. */
+  lostGraceSeconds?: number;
+  /** Bytes of task logs kept per task; default 32 MiB. */
+  logBudgetBytes?: number;
+}
+
+export interface TaskService {
+  create(input: CreateTaskInput, idempotencyKey?: string): Promise<{ task: TaskRow; created: boolean }>;
+  get(taskId: string): Promise<TaskRow>;
+  list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
+  cancel(taskId: string, reason: string): Promise<TaskRow>;
+  logs(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['logs']>;
+  /** Emits `task` with a task id when its logs or state changed on this process. */
+  readonly events: EventEmitter;
+  readonly handlers: SessionHandlers;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const AGENT_TERMINAL = new Set(['succeeded', 'failed', 'timed_out', 'canceled', 'lost']);
+/** Largest stdout/stderr summary stored from a result (the agent's default budget is 1 MiB). */
+const RESULT_TEXT_MAX = 2 * 1024 * 1024;
+
+/** PostgreSQL text cannot hold NUL; output can. */
+function pgText(s: string, max = Number.POSITIVE_INFINITY): string {
+  const clean = s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s;
+  return clean.length > max ? clean.slice(0, max) : clean;
+}
+
+export function taskRequestFromRow(r: TaskRow): TaskRequest {
+  return {
+    taskId: r.task_id,
+    type: taskTypeFromName(r.type),
+    script: r.script,
+    timeout: r.timeout_seconds,
+    env: r.env,
+    args: r.args,
+    workingDir: r.working_dir,
+    runAs: r.run_as,
+    limits: {
+      memoryBytes: r.limits.memory_bytes,
+      cpuMillicores: r.limits.cpu_millicores,
+      maxProcesses: r.limits.max_processes,
+      maxOutputBytes: r.limits.max_output_bytes,
+    },
+    cleanEnv: r.clean_env,
+    killGrace: r.kill_grace_seconds,
+  };
+}
+
+function resultRecord(agentId: string, r: TaskResult): ResultRecord | undefined {
+  const status = taskStatusToName(r.status);
+  if (!UUID.test(r.taskId)) return undefined;
+  return {
+    taskId: r.taskId,
+    agentId,
+    status: status && AGENT_TERMINAL.has(status) ? (status as ResultRecord['status']) : 'failed',
+    exitCode: r.status === TaskStatus.TASK_STATUS_LOST ? null : r.exitCode,
+    signal: r.signal ? pgText(r.signal, 32) : null,
+    error:
+      status && AGENT_TERMINAL.has(status)
+        ? r.error
+          ? pgText(r.error, 4096)
+          : null
+        : `agent reported a non-terminal status ${r.status} in a result`,
+    stdout: pgText(r.stdout, RESULT_TEXT_MAX),
+    stderr: pgText(r.stderr, RESULT_TEXT_MAX),
+    stdoutBytes: Math.max(0, r.stdoutBytes),
+    stderrBytes: Math.max(0, r.stderrBytes),
+    stdoutTruncated: r.stdoutTruncated || r.stdout.length > RESULT_TEXT_MAX,
+    stderrTruncated: r.stderrTruncated || r.stderr.length > RESULT_TEXT_MAX,
+    limitsEnforced: r.limitsEnforced.slice(0, 16).map((l) => ({
+      name: pgText(l.name, 32),
+      mechanism: pgText(l.mechanism, 32),
+      value: l.value,
+    })),
+    startedAt: r.startedAt ?? null,
+    // Times of record are the platform's: agents' clocks drift.
+    completedAt: new Date(),
+  };
+}
+
+export function createTaskService(options: TaskServiceOptions): TaskService {
+  const { store, gateway, logger, platformNode } = options;
+  const pollMs = options.pollIntervalMs ?? 1000;
+  const reapMs = options.reapIntervalMs ?? 1000;
+  const lostGrace = options.lostGraceSeconds ?? 300;
+  const writer: EventWriter = createEventWriter({
+    store,
+    logger: logger.child({ scope: 'event-writer' }),
+    logBudgetBytes: options.logBudgetBytes,
+  });
+  const events = writer.events;
+  const dispatching = new Map<string, boolean>();
+  let listener: pg.Client | undefined;
+  let timers: NodeJS.Timeout[] = [];
+  let closed = false;
+
+  /** Claims and sends the agent's pending tasks; concurrent calls for one agent coalesce. */
+  async function dispatchFor(agentId: string): Promise<void> {
+    if (dispatching.has(agentId)) {
+      dispatching.set(agentId, true);
+      return;
+    }
+    try {
+      do {
+        dispatching.set(agentId, false);
+        const session = gateway.session(agentId);
+        if (!session || closed) break;
+        const rows = await store.tasks.claim(agentId, session.sessionId, platformNode);
+        for (const row of rows) {
+          session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } });
+          events.emit('task', row.task_id);
+        }
+        if (rows.length > 0) logger.debug({ agent_id: agentId, count: rows.length }, 'tasks dispatched');
+      } while (dispatching.get(agentId));
+    } finally {
+      dispatching.delete(agentId);
+    }
+  }
+
+  function kick(agentId: string): void {
+    dispatchFor(agentId).catch((err: unknown) => logger.warn({ err, agent_id: agentId }, 'dispatch failed'));
+  }
+
+  function sendCancel(session: AgentSession, taskId: string, reason: string | null): void {
+    session.send({ message: { $case: 'taskCancel', value: { taskId, reason: reason ?? 'canceled' } } });
+  }
+
+  async function poll(): Promise<void> {
+    const ids = gateway.sessionAgentIds();
+    if (ids.length === 0) return;
+    for (const id of await store.tasks.agentsWithPending(ids)) kick(id);
+    // A cancel whose NOTIFY was missed, or that the agent did not act on yet, is sent again.
+    for (const c of await store.tasks.pendingCancels(ids, 2000)) {
+      const s = gateway.session(c.agent_id);
+      if (s) sendCancel(s, c.task_id, c.cancel_reason);
+    }
+  }
+
+  async function reap(): Promise<void> {
+    const expired = await store.tasks.expire();
+    const lost = await store.tasks.loseOnOfflineAgents(lostGrace);
+    for (const id of [...expired, ...lost]) events.emit('task', id);
+    if (expired.length + lost.length > 0)
+      logger.info({ expired: expired.length, lost: lost.length }, 'tasks reaped');
+  }
+
+  async function listen(): Promise<void> {
+    const client = new pg.Client({
+      connectionString: options.databaseUrl,
+      application_name: 'agent-platform-listen',
+    });
+    client.on('notification', (n) => {
+      const [kind, agentId, taskId] = (n.payload ?? '').split(':');
+      if (!agentId) return;
+      const session = gateway.session(agentId);
+      if (!session) return;
+      if (kind === 'pending') kick(agentId);
+      else if (kind === 'cancel' && taskId) sendCancel(session, taskId, 'canceled by request');
+    });
+    client.on('error', (err) => {
+      logger.warn({ err }, 'LISTEN connection failed; polling covers until it is back');
+      void client.end().catch(() => undefined);
+      if (listener === client) listener = undefined;
+      if (!closed) setTimeout(() => void listen().catch(() => undefined), 1000).unref();
+    });
+    await client.connect();
+    await client.query('listen ap_tasks');
+    listener = client;
+  }
+
+  const handlers: SessionHandlers = {
+    async onRegistered(session, pendingTaskIds) {
+      const known = pendingTaskIds.filter((id) => UUID.test(id));
+      const [requeued, lost] = await store.tasks.reconcile(session.agentId, known);
+      if (requeued.length + lost.length > 0) {
+        logger.info(
+          { agent_id: session.agentId, requeued, lost },
+          'in-flight tasks reconciled at registration',
+        );
+      }
+      for (const id of [...requeued, ...lost]) events.emit('task', id);
+      kick(session.agentId);
+    },
+    async onMessage(session, msg: AgentMessage) {
+      const m = msg.message;
+      switch (m?.$case) {
+        case 'taskStarted':
+          if (UUID.test(m.value.taskId))
+            writer.started({ taskId: m.value.taskId, agentId: session.agentId, at: new Date() });
+          return;
+        case 'taskLog': {
+          const l = m.value;
+          if (!UUID.test(l.taskId) || !Number.isSafeInteger(l.seq) || l.seq < 1) return;
+          writer.log({
+            taskId: l.taskId,
+            agentId: session.agentId,
+            seq: l.seq,
+            stream: l.isStderr ? 'stderr' : 'stdout',
+            output: pgText(l.output, 1024 * 1024),
+            ts: new Date(),
+          });
+          return;
+        }
+        case 'taskResult': {
+          const rec = resultRecord(session.agentId, m.value);
+          if (!rec) {
+            logger.warn(
+              { agent_id: session.agentId, task_id: m.value.taskId.slice(0, 64) },
+              'result with a malformed task id ignored',
+            );
+            return;
+          }
+          // If the write fails, no ack is sent and the agent re-sends after reconnecting.
+          await writer.result(rec);
+          session.send({ message: { $case: 'resultAck', value: { taskId: rec.taskId } } });
+          kick(session.agentId);
+          return;
+        }
+        default:
+          return;
+      }
+    },
+  };
+
+  return {
+    events,
+    handlers,
+    async create(input, idempotencyKey) {
+      const t = validateNewTask(input);
+      if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
+        throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
+      }
+      try {
+        return await store.tasks.create({
+          ...t,
+          taskId: randomUUID(),
+          idempotencyKey: idempotencyKey ?? null,
+        });
+      } catch (err) {
+        if ((err as { code?: string }).code === '23503') {
+          throw new PlatformError('AGENT_NOT_FOUND', `agent ${input.agent_id} not found`);
+        }
+        throw err;
+      }
+    },
+    async get(taskId) {
+      if (!UUID.test(taskId))
+        throw new PlatformError('TASK_NOT_FOUND', `task ${taskId.slice(0, 64)} not found`);
+      const row = await store.tasks.get(taskId);
+      if (!row) throw new PlatformError('TASK_NOT_FOUND', `task ${taskId} not found`);
+      return row;
+    },
+    list: (q) => store.tasks.list(q),
+    async cancel(taskId, reason) {
+      if (!UUID.test(taskId))
+        throw new PlatformError('TASK_NOT_FOUND', `task ${taskId.slice(0, 64)} not found`);
+      const out: CancelOutcome = await store.tasks.cancel(taskId, reason);
+      switch (out.kind) {
+        case 'missing':
+          throw new PlatformError('TASK_NOT_FOUND', `task ${taskId} not found`);
+        case 'finished':
+          throw new PlatformError(
+            'TASK_ALREADY_FINISHED',
+            `task ${taskId} already finished: ${out.task.status}`,
+          );
+        case 'canceled':
+          events.emit('task', taskId);
+          return out.task;
+        case 'requested': {
+          // The trigger's NOTIFY reaches the process holding the stream; if that is us, send now.
+          const s = gateway.session(out.task.agent_id);
+          if (s) sendCancel(s, taskId, reason);
+          return out.task;
+        }
+      }
+    },
+    async logs(taskId, sinceSeq, limit) {
+      return store.tasks.logs(taskId, sinceSeq, limit);
+    },
+    async start() {
+      await listen().catch((err: unknown) =>
+        logger.warn({ err }, 'LISTEN failed; dispatch relies on polling'),
+      );
+      const every = (ms: number, what: string, fn: () => Promise<void>) => {
+        let running = false;
+        const t = setInterval(() => {
+          if (running || closed) return;
+          running = true;
+          fn()
+            .catch((err: unknown) => logger.warn({ err }, `${what} failed`))
+            .finally(() => (running = false));
+        }, ms);
+        t.unref();
+        timers.push(t);
+      };
+      every(pollMs, 'dispatch poll', poll);
+      every(reapMs, 'reaper', reap);
+    },
+    async close() {
+      closed = true;
+      for (const t of timers) clearInterval(t);
+      timers = [];
+      await writer.close();
+      await listener?.end().catch(() => undefined);
+    },
+  };
+}
+
+export { TASK_LIMITS };

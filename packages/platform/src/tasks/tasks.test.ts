@@ -1,0 +1,399 @@
+/**
+ * Task lifecycle on a real PostgreSQL with two platform processes' worth of
+ * components (two startPlatform() instances on one database) and simulated
+ * agents speaking the real protocol over real gRPC.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { startPlatform, type Platform } from '../index.js';
+import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
+import { startSimAgent, type SimAgent } from '../../../../test/support/sim-agent.js';
+import { waitFor } from '../../../../test/support/procs.js';
+
+const logger = pino({ level: 'silent' });
+let db: TestDatabase;
+let a: Platform;
+let b: Platform;
+const sims: SimAgent[] = [];
+
+interface TaskJson {
+  task_id: string;
+  status: string;
+  exit_code: number | null;
+  stdout: string | null;
+  error: string | null;
+  agent_id: string;
+  created_at: string;
+  dispatched_at: string | null;
+  started_at: string | null;
+  completed_at: string | null;
+}
+
+before(async () => {
+  db = await createTestDatabase();
+  const common = {
+    databaseUrl: db.url,
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    logger,
+    heartbeatIntervalSeconds: 1,
+  };
+  [a, b] = await Promise.all([startPlatform(common), startPlatform(common)]);
+});
+after(async () => {
+  for (const s of sims) s.close();
+  await a.stop();
+  await b.stop();
+  await db.drop();
+});
+
+function sim(
+  p: Platform,
+  o: Parameters<typeof startSimAgent>[0] extends infer T ? Omit<T & object, 'address'> : never = {},
+): SimAgent {
+  const s = startSimAgent({ address: `127.0.0.1:${p.grpcPort}`, ...o });
+  sims.push(s);
+  return s;
+}
+
+async function api<T>(
+  p: Platform,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
+  const res = await fetch(`http://127.0.0.1:${p.httpPort}${path}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+const terminal = (t: TaskJson | undefined) =>
+  t && ['succeeded', 'failed', 'timed_out', 'canceled', 'lost', 'expired'].includes(t.status) ? t : undefined;
+
+test('a task created through one process reaches an agent on the other and its result is stored', async () => {
+  const agent = sim(b, { lines: 4 });
+  await agent.ready;
+  const created = await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+    agent_id: agent.agentId,
+    type: 'shell',
+    script: 'echo hi',
+    timeout: 30,
+  });
+  assert.equal(created.status, 201);
+  assert.equal(created.body.status, 'pending');
+  const done = await waitFor('terminal task', async () =>
+    terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${created.body.task_id}`)).body),
+  );
+  assert.equal(done.status, 'succeeded');
+  assert.equal(done.exit_code, 0);
+  assert.equal(done.stdout, 'ok\n');
+  for (const k of ['dispatched_at', 'started_at', 'completed_at'] as const) assert.ok(done[k], k);
+  assert.ok(Date.parse(done.completed_at ?? '') >= Date.parse(done.created_at));
+  const logs = await api<{ logs: { seq: number; stream: string; output: string }[] }>(
+    a,
+    'GET',
+    `/api/v1/tasks/${done.task_id}/logs`,
+  );
+  assert.deepEqual(
+    logs.body.logs.map((l) => l.seq),
+    [1, 2, 3, 4],
+  );
+  assert.deepEqual(
+    logs.body.logs.map((l) => l.stream),
+    ['stdout', 'stderr', 'stdout', 'stderr'],
+  );
+  await waitFor('result acknowledged', async () => agent.acks.includes(done.task_id));
+});
+
+test('two processes never send one task twice: 200 tasks, each received exactly once', async () => {
+  const agent = sim(a, { capacity: 20 });
+  await agent.ready;
+  const ids: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    const via = i % 2 ? a : b;
+    const r = await api<TaskJson>(via, 'POST', '/api/v1/tasks', {
+      agent_id: agent.agentId,
+      type: 'shell',
+      script: `echo ${i}`,
+    });
+    assert.equal(r.status, 201);
+    ids.push(r.body.task_id);
+  }
+  await waitFor(
+    'all 200 succeeded',
+    async () => {
+      const { body } = await api<{ tasks: TaskJson[] }>(
+        a,
+        'GET',
+        `/api/v1/tasks?agent_id=${agent.agentId}&status=succeeded&limit=1000`,
+      );
+      return body.tasks.length === 200;
+    },
+    30_000,
+  );
+  const received = agent.received.map((t) => t.taskId);
+  assert.equal(received.length, 200, 'no duplicate deliveries');
+  assert.deepEqual([...new Set(received)].sort(), [...ids].sort());
+});
+
+test('capacity is respected: an agent that does not finish gets at most capacity tasks', async () => {
+  const agent = sim(b, { capacity: 2, respond: false });
+  await agent.ready;
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    ids.push(
+      (
+        await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+          agent_id: agent.agentId,
+          type: 'shell',
+          script: 'sleep 1',
+        })
+      ).body.task_id,
+    );
+  }
+  await waitFor('two dispatched', async () => agent.received.length === 2);
+  await new Promise((r) => setTimeout(r, 1500)); // several poll rounds
+  assert.equal(agent.received.length, 2);
+  // Finishing one frees one slot: exactly one more arrives.
+  agent.finish(agent.received[0]?.taskId ?? '');
+  await waitFor('third dispatched', async () => agent.received.length === 3);
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(agent.received.length, 3);
+  // Oldest first.
+  assert.deepEqual(
+    agent.received.map((t) => t.taskId),
+    ids.slice(0, 3),
+  );
+});
+
+test('cancel: pending becomes canceled at once; running is sent to the agent; finished is 409', async () => {
+  const agent = sim(a, { capacity: 1, respond: false });
+  await agent.ready;
+  const first = (
+    await api<TaskJson>(b, 'POST', '/api/v1/tasks', {
+      agent_id: agent.agentId,
+      type: 'shell',
+      script: 'sleep 100',
+    })
+  ).body;
+  const second = (
+    await api<TaskJson>(b, 'POST', '/api/v1/tasks', {
+      agent_id: agent.agentId,
+      type: 'shell',
+      script: 'sleep 100',
+    })
+  ).body;
+  await waitFor('first dispatched', async () => agent.received.length === 1);
+  const c2 = await api<TaskJson>(b, 'POST', `/api/v1/tasks/${second.task_id}/cancel`, {
+    reason: 'not needed',
+  });
+  assert.equal(c2.status, 202);
+  assert.equal(c2.body.status, 'canceled');
+  // Cancel through the process that does NOT hold the stream: NOTIFY carries it over.
+  const c1 = await api<TaskJson>(b, 'POST', `/api/v1/tasks/${first.task_id}/cancel`, {});
+  assert.equal(c1.status, 202);
+  await waitFor('agent told to cancel', async () => agent.cancels.includes(first.task_id));
+  const again = await api<{ error: { code: string } }>(
+    b,
+    'POST',
+    `/api/v1/tasks/${second.task_id}/cancel`,
+    {},
+  );
+  assert.equal(again.status, 409);
+  assert.equal(again.body.error.code, 'TASK_ALREADY_FINISHED');
+});
+
+test('a task for an offline agent waits, then is dispatched when the agent connects', async () => {
+  const agentId = 'late-agent-1';
+  // Register once so the agent exists, then disconnect.
+  const first = sim(a, { agentId });
+  await first.ready;
+  first.close();
+  await waitFor(
+    'offline',
+    async () =>
+      (await api<{ status: string }>(a, 'GET', `/api/v1/agents/${agentId}`)).body.status === 'offline',
+  );
+  const t = (
+    await api<TaskJson>(a, 'POST', '/api/v1/tasks', { agent_id: agentId, type: 'python', script: 'print(1)' })
+  ).body;
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body.status, 'pending');
+  const back = sim(b, { agentId });
+  await back.ready;
+  const done = await waitFor('dispatched on connect and done', async () =>
+    terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+  );
+  assert.equal(done.status, 'succeeded');
+  assert.equal(back.received[0]?.taskId, t.task_id);
+});
+
+test('a task not delivered before its delivery timeout expires', async () => {
+  const agentId = 'never-back';
+  const s = sim(a, { agentId });
+  await s.ready;
+  s.close();
+  const t = (
+    await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+      agent_id: agentId,
+      type: 'shell',
+      script: 'true',
+      delivery_timeout: 1,
+    })
+  ).body;
+  const done = await waitFor(
+    'expired',
+    async () => terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+    10_000,
+  );
+  assert.equal(done.status, 'expired');
+  assert.match(done.error ?? '', /delivery timeout/);
+});
+
+test('a duplicate or late result is acknowledged and changes nothing', async () => {
+  const agent = sim(a);
+  await agent.ready;
+  const t = (
+    await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+      agent_id: agent.agentId,
+      type: 'shell',
+      script: 'true',
+    })
+  ).body;
+  const done = await waitFor('done', async () =>
+    terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+  );
+  const acksBefore = agent.acks.filter((x) => x === t.task_id).length;
+  agent.finish(t.task_id, 7); // a different exit code, late
+  await waitFor(
+    'second ack',
+    async () => agent.acks.filter((x) => x === t.task_id).length === acksBefore + 1,
+  );
+  const after = (await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body;
+  assert.equal(after.exit_code, 0);
+  assert.equal(after.completed_at, done.completed_at);
+});
+
+test('Idempotency-Key returns the same task', async () => {
+  const agent = sim(a, { respond: false });
+  await agent.ready;
+  const body = { agent_id: agent.agentId, type: 'shell', script: 'echo once' };
+  const one = await api<TaskJson>(a, 'POST', '/api/v1/tasks', body, { 'idempotency-key': 'k-123' });
+  const two = await api<TaskJson>(b, 'POST', '/api/v1/tasks', body, { 'idempotency-key': 'k-123' });
+  assert.equal(one.status, 201);
+  assert.equal(two.status, 200);
+  assert.equal(one.body.task_id, two.body.task_id);
+});
+
+test('bad task input gets a 4xx with a code and writes nothing', async () => {
+  const agent = sim(a, { respond: false });
+  await agent.ready;
+  const before = (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${agent.agentId}`)).body
+    .tasks.length;
+  const cases: [unknown, number, string][] = [
+    [{ agent_id: 'nope', type: 'shell', script: 'true' }, 404, 'AGENT_NOT_FOUND'],
+    [{ agent_id: agent.agentId, type: 'perl', script: 'true' }, 400, 'VALIDATION_FAILED'],
+    [{ agent_id: agent.agentId, type: 'shell', script: 'true', timeout: 0 }, 400, 'VALIDATION_FAILED'],
+    [{ agent_id: agent.agentId, type: 'shell', script: 'true', timeout: 'soon' }, 400, 'VALIDATION_FAILED'],
+    [
+      { agent_id: agent.agentId, type: 'shell', script: 'x'.repeat(1024 * 1024 + 1) },
+      400,
+      'SCRIPT_TOO_LARGE',
+    ],
+    [
+      { agent_id: agent.agentId, type: 'shell', script: 'true', env: { 'BAD-NAME': 'x' } },
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [
+      { agent_id: agent.agentId, type: 'shell', script: 'true', working_dir: 'relative' },
+      400,
+      'VALIDATION_FAILED',
+    ],
+    [{ agent_id: agent.agentId, type: 'shell' }, 400, 'VALIDATION_FAILED'],
+    [{ agent_id: agent.agentId, type: 'shell', script: 'true', surprise: 1 }, 400, 'VALIDATION_FAILED'],
+  ];
+  // Past the body limit (2 MiB), the body is refused before it is parsed.
+  cases.push([
+    { agent_id: agent.agentId, type: 'shell', script: 'x'.repeat(3 * 1024 * 1024) },
+    413,
+    'BODY_TOO_LARGE',
+  ]);
+  for (const [body, status, code] of cases) {
+    const r = await api<{ error: { code: string; message: string } }>(a, 'POST', '/api/v1/tasks', body);
+    assert.equal(r.status, status, JSON.stringify(body).slice(0, 100));
+    assert.equal(r.body.error.code, code, JSON.stringify(body).slice(0, 100));
+  }
+  const r = await api<{ error: { code: string } }>(
+    a,
+    'GET',
+    '/api/v1/tasks/00000000-0000-0000-0000-000000000000',
+  );
+  assert.equal(r.status, 404);
+  assert.equal(r.body.error.code, 'TASK_NOT_FOUND');
+  const after = (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${agent.agentId}`)).body
+    .tasks.length;
+  assert.equal(after, before);
+});
+
+test('logs follow (SSE) replays, follows live and ends with the task', async () => {
+  const agent = sim(b, { lines: 3, runMs: 300 });
+  await agent.ready;
+  const t = (
+    await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+      agent_id: agent.agentId,
+      type: 'shell',
+      script: 'true',
+    })
+  ).body;
+  const res = await fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks/${t.task_id}/logs?follow=1`);
+  assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
+  const text = await res.text(); // resolves only when the server ends the stream
+  const events = text.split('\n\n').filter((e) => e.startsWith('event:'));
+  const logs = events.filter((e) => e.startsWith('event: log'));
+  assert.equal(logs.length, 3);
+  const end = events.at(-1) ?? '';
+  assert.match(end, /^event: end/);
+  assert.match(end, /"status":"succeeded"/);
+});
+
+test('tasks list is newest first with a working cursor', async () => {
+  const agent = sim(a, { respond: false, capacity: 1 });
+  await agent.ready;
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    ids.push(
+      (
+        await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+          agent_id: agent.agentId,
+          type: 'shell',
+          script: `echo ${i}`,
+        })
+      ).body.task_id,
+    );
+  }
+  const p1 = (
+    await api<{ tasks: TaskJson[]; next_cursor: string }>(
+      a,
+      'GET',
+      `/api/v1/tasks?agent_id=${agent.agentId}&limit=3`,
+    )
+  ).body;
+  const p2 = (
+    await api<{ tasks: TaskJson[]; next_cursor: string | null }>(
+      a,
+      'GET',
+      `/api/v1/tasks?agent_id=${agent.agentId}&limit=3&cursor=${p1.next_cursor}`,
+    )
+  ).body;
+  assert.deepEqual(
+    [...p1.tasks, ...p2.tasks].map((t) => t.task_id),
+    [...ids].reverse(),
+  );
+  assert.equal(p2.next_cursor, null);
+});
