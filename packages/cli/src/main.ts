@@ -4,6 +4,11 @@ import { VERSION } from '@agent-platform/platform';
 import { registerServerCommand } from './commands/server.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerDevCommand } from './commands/dev.js';
+import { registerRunCommand } from './commands/run.js';
+import { registerTasksCommand } from './commands/tasks.js';
+import { registerAgentsCommand } from './commands/agents.js';
+import { describeError } from './errors.js';
+import { flushAndExit } from './output/write.js';
 
 export function buildProgram(): Command {
   const program = new Command('apctl')
@@ -14,6 +19,9 @@ export function buildProgram(): Command {
   registerServerCommand(program);
   registerAgentCommand(program);
   registerDevCommand(program);
+  registerRunCommand(program);
+  registerTasksCommand(program);
+  registerAgentsCommand(program);
   return program;
 }
 
@@ -22,8 +30,10 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode);
-    process.stderr.write(`apctl: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
+    // --help and --version arrive here with exit code 0; every other commander error is a usage error.
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+    const { line, exitCode } = describeError(err);
+    process.stderr.write(`${line}\n`);
+    await flushAndExit(exitCode);
   }
 }

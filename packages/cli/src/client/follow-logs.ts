@@ -1,0 +1,87 @@
+/**
+ * Follows a task's logs over SSE until its `end` event, reconnecting with
+ * `since_seq` = the last seq seen whenever the stream drops before the end
+ * (platform restart, proxy timeout, network blip). The platform replays from
+ * `since_seq`, so no chunk is lost; chunks with a seq already seen are
+ * skipped, so none is written twice.
+ */
+import { isRetryable } from '../errors.js';
+import type { PlatformClient } from './platform-client.js';
+import { readSse } from './sse.js';
+import type { LogEntry, TaskEnd } from './types.js';
+
+export interface FollowLogsOptions {
+  client: PlatformClient;
+  taskId: string;
+  /** Deliver logs with a seq above this one. Default 0: everything. */
+  sinceSeq?: number;
+  /** Called once per log, in seq order; awaited (backpressure on stdout). */
+  onLog: (log: LogEntry) => void | Promise<void>;
+  /** Called before each reconnect attempt with the attempt number (1 = first after a drop). */
+  onReconnect?: (attempt: number, reason: unknown) => void;
+  signal?: AbortSignal;
+  /** Delay before reconnect attempt `n` (from 1), in ms. Default 200 ms doubling to 5 s. */
+  reconnectDelay?: (attempt: number) => number;
+  /** Injected in unit tests. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export const defaultReconnectDelay = (attempt: number): number => Math.min(5000, 200 * 2 ** (attempt - 1));
+
+/** Thrown for a stream that ended without an `end` event: a drop, so retry. */
+class StreamDropped extends Error {
+  readonly retryable = true;
+}
+
+function parseJson<T>(data: string, what: string): T {
+  try {
+    return JSON.parse(data) as T;
+  } catch {
+    throw new Error(`the platform sent a ${what} event that is not JSON: ${data.slice(0, 200)}`);
+  }
+}
+
+/** Resolves with the `end` event's data. Rejects on a 4xx (e.g. TASK_NOT_FOUND) or abort. */
+export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> {
+  const delay = opts.reconnectDelay ?? defaultReconnectDelay;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let lastSeq = opts.sinceSeq ?? 0;
+  let attempt = 0;
+  for (;;) {
+    try {
+      const body = await opts.client.openLogStream(opts.taskId, lastSeq, opts.signal);
+      attempt = 0;
+      for await (const ev of readSse(body)) {
+        if (ev.event === 'log') {
+          const log = parseJson<LogEntry>(ev.data, 'log');
+          if (log.seq <= lastSeq) continue;
+          await opts.onLog(log);
+          lastSeq = log.seq;
+        } else if (ev.event === 'end') {
+          return parseJson<TaskEnd>(ev.data, 'end');
+        }
+      }
+      throw new StreamDropped(`log stream ended before the task did (last seq ${lastSeq})`);
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      // A body that breaks mid-read surfaces as a plain TypeError/Error from undici.
+      const dropped = err instanceof StreamDropped || isRetryable(err) || isStreamBreak(err);
+      if (!dropped) throw err;
+      attempt += 1;
+      opts.onReconnect?.(attempt, err);
+      await sleep(delay(attempt));
+    }
+  }
+}
+
+/** undici's errors for a connection lost while reading a body. */
+function isStreamBreak(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'AbortError') return false;
+  const code = (err as { code?: unknown }).code ?? (err.cause as { code?: unknown } | undefined)?.code;
+  return (
+    err.message === 'terminated' ||
+    err.message === 'fetch failed' ||
+    (typeof code === 'string' && (code.startsWith('UND_ERR') || code.startsWith('ECONN') || code === 'EPIPE'))
+  );
+}

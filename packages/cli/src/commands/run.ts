@@ -1,0 +1,211 @@
+/**
+ * `apctl run`: create a task, stream its output here as it happens, exit with
+ * its exit code.
+ *
+ *   create (POST, with an Idempotency-Key so a retried POST makes one task)
+ *     → follow logs over SSE (reconnecting from the last seq on a drop)
+ *     → end event → exit code (see task-exit.ts)
+ *
+ * Ctrl-C asks the platform to cancel the task once and keeps following until
+ * the task has ended, so the remote process is gone when apctl returns;
+ * a second Ctrl-C exits at once and leaves the task to the platform.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { followTaskLogs } from '../client/follow-logs.js';
+import type { PlatformClient } from '../client/platform-client.js';
+import type { CreateTaskBody, TaskJson, TaskLimits } from '../client/types.js';
+import { ApiError, CliError, describeError, isRetryable, usageError } from '../errors.js';
+import { flushAndExit, writeOut } from '../output/write.js';
+import { EXIT_INTERRUPTED, taskExitCode } from '../task-exit.js';
+import {
+  addClientFlags,
+  clientFrom,
+  collect,
+  parseBytes,
+  parseEnv,
+  parseInteger,
+  type ClientFlags,
+} from './flags.js';
+
+interface RunFlags extends ClientFlags {
+  agent: string;
+  python?: boolean;
+  file?: string;
+  timeout?: string;
+  deliveryTimeout?: string;
+  env?: string[];
+  cleanEnv?: boolean;
+  arg?: string[];
+  workdir?: string;
+  runAs?: string;
+  memory?: string;
+  cpu?: string;
+  maxProcesses?: string;
+  maxOutput?: string;
+  idempotencyKey?: string;
+  detach?: boolean;
+}
+
+/** Exit codes for a signal that interrupted `apctl run` itself. */
+const SIGNAL_EXIT: Partial<Record<NodeJS.Signals, number>> = { SIGINT: EXIT_INTERRUPTED, SIGTERM: 143 };
+
+export function registerRunCommand(program: Command): void {
+  addClientFlags(
+    program
+      .command('run')
+      .description('run a script on an agent, stream its output, exit with its exit code')
+      .argument('[script...]', 'the script, after `--` (several words are joined with spaces)')
+      .requiredOption('--agent <id>', 'agent to run on')
+      .option('--python', 'run the script with python3 instead of sh')
+      .option('-f, --file <path>', 'read the script from a file (`-` = stdin)')
+      .option('--timeout <seconds>', "kill the script after this long (exit 124) [platform's, 300]")
+      .option('--env <KEY=VALUE>', 'environment variable for the script; repeatable', collect)
+      .option('--clean-env', "start from an empty environment, not the agent's")
+      .option('--arg <value>', 'argument to the script ($1…, sys.argv[1:]); repeatable', collect)
+      .option('--workdir <dir>', 'working directory on the agent')
+      .option('--run-as <user>', 'user to run as on the agent')
+      .option('--delivery-timeout <seconds>', 'give up (expired) if the agent is not reached in time')
+      .option('--memory <size>', 'memory limit, e.g. 512M')
+      .option('--cpu <millicores>', 'CPU limit in millicores (1000 = one core)')
+      .option('--max-processes <n>', 'limit on processes/threads')
+      .option('--max-output <size>', 'cap on captured stdout+stderr, e.g. 10M')
+      .option('--idempotency-key <key>', 'the same key returns the same task instead of a new one')
+      .option('--detach', 'print the task id and exit without following'),
+  ).action(async (scriptWords: string[], flags: RunFlags) => {
+    const body = await taskBody(scriptWords, flags);
+    const client = clientFrom(flags);
+    await runTask(client, body, flags.idempotencyKey ?? randomUUID(), flags.detach ?? false);
+  });
+}
+
+async function readScript(words: string[], file: string | undefined): Promise<string> {
+  if (file !== undefined && words.length > 0)
+    throw usageError('give the script after `--` or with -f, not both');
+  if (file === undefined) {
+    if (words.length === 0) throw usageError("no script: apctl run --agent ID -- 'script' (or -f FILE)");
+    return words.join(' ');
+  }
+  try {
+    return file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (err) {
+    throw usageError(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function taskBody(words: string[], f: RunFlags): Promise<CreateTaskBody> {
+  const body: CreateTaskBody = {
+    agent_id: f.agent,
+    type: f.python ? 'python' : 'shell',
+    script: await readScript(words, f.file),
+  };
+  if (f.timeout !== undefined) body.timeout = parseInteger('--timeout', f.timeout);
+  if (f.deliveryTimeout !== undefined)
+    body.delivery_timeout = parseInteger('--delivery-timeout', f.deliveryTimeout);
+  if (f.env) body.env = parseEnv(f.env);
+  if (f.cleanEnv) body.clean_env = true;
+  if (f.arg) body.args = f.arg;
+  if (f.workdir !== undefined) body.working_dir = f.workdir;
+  if (f.runAs !== undefined) body.run_as = f.runAs;
+  const limits: TaskLimits = {};
+  if (f.memory !== undefined) limits.memory_bytes = parseBytes('--memory', f.memory);
+  if (f.cpu !== undefined) limits.cpu_millicores = parseInteger('--cpu', f.cpu);
+  if (f.maxProcesses !== undefined) limits.max_processes = parseInteger('--max-processes', f.maxProcesses);
+  if (f.maxOutput !== undefined) limits.max_output_bytes = parseBytes('--max-output', f.maxOutput);
+  if (Object.keys(limits).length > 0) body.limits = limits;
+  return body;
+}
+
+/**
+ * POSTs the task. A request that failed below HTTP may or may not have
+ * reached the platform, so it is sent again with the same Idempotency-Key:
+ * at most one task is created either way.
+ */
+async function createTask(client: PlatformClient, body: CreateTaskBody, key: string): Promise<TaskJson> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await client.createTask(body, key)).data;
+    } catch (err) {
+      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
+}
+
+async function runTask(
+  client: PlatformClient,
+  body: CreateTaskBody,
+  key: string,
+  detach: boolean,
+): Promise<never> {
+  const say = (line: string) => process.stderr.write(`apctl: ${line}\n`);
+  // Read by the signal handler, which may run before the task exists.
+  const state: { taskId?: string } = {};
+  let interruptedBy: NodeJS.Signals | undefined;
+  let cancelSent = false;
+
+  const cancel = async () => {
+    if (cancelSent || state.taskId === undefined) return;
+    cancelSent = true;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await client.cancelTask(state.taskId, `apctl run interrupted (${interruptedBy ?? 'signal'})`);
+        return;
+      } catch (err) {
+        // Finished already: the end event is on its way and tells the rest.
+        if (err instanceof ApiError && err.code === 'TASK_ALREADY_FINISHED') return;
+        if (!isRetryable(err) || attempt >= 5) {
+          say(`cancel failed: ${describeError(err).line.replace(/^apctl: /, '')}`);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interruptedBy !== undefined) {
+      say(
+        `${signal} again: exiting without waiting${state.taskId ? `; task ${state.taskId} is left to the platform` : ''}`,
+      );
+      process.exit(SIGNAL_EXIT[signal] ?? 1);
+    }
+    interruptedBy = signal;
+    say(`${signal}: canceling task ${state.taskId ?? '(being created)'}; press Ctrl-C again to stop waiting`);
+    void cancel();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const { task_id: taskId } = await createTask(client, body, key);
+  state.taskId = taskId;
+  if (detach) {
+    process.stdout.write(`${taskId}\n`);
+    return flushAndExit(0);
+  }
+  // Interrupted while the POST was in flight: cancel now that there is an id.
+  if (interruptedBy !== undefined) void cancel();
+
+  const end = await followTaskLogs({
+    client,
+    taskId,
+    onLog: async (log) => {
+      await writeOut(log.stream === 'stderr' ? process.stderr : process.stdout, log.output);
+    },
+    onReconnect: (attempt, reason) => {
+      // One line per outage, not one per attempt.
+      if (attempt === 1) {
+        say(`log stream interrupted (${describeError(reason).line.replace(/^apctl: /, '')}); reconnecting`);
+      }
+    },
+  });
+  const result = taskExitCode(end);
+  if (result.message) say(result.message);
+  return flushAndExit(interruptedBy !== undefined ? (SIGNAL_EXIT[interruptedBy] ?? 1) : result.code);
+}
