@@ -1,0 +1,364 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  TaskRequest,
+  TaskStatus,
+  TaskType,
+  type AgentMessage,
+  type ServerMessage,
+  type TaskLog,
+  type TaskResult,
+} from '@agent-platform/protocol';
+import type { ServerLink } from '../connection/index.js';
+import { createTaskExecutor, type TaskExecutor } from '../executor/index.js';
+import { createTaskJournal, LOST_ERROR, TASK_ID_ENV, type TaskJournal } from '../journal/index.js';
+import { createTaskRunner, type TaskRunner } from './index.js';
+
+const roots: string[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+async function tempRoot(): Promise<string> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'runner-test-'));
+  roots.push(d);
+  return d;
+}
+
+/** The network as the runner sees it: collects what is sent. Not the thing under test. */
+interface FakeLink extends ServerLink {
+  sent: AgentMessage[];
+  results(): TaskResult[];
+  logs(taskId: string): TaskLog[];
+  started(): string[];
+}
+
+function fakeLink(drain: () => Promise<void> = () => Promise.resolve()): FakeLink {
+  const sent: AgentMessage[] = [];
+  return {
+    sent,
+    send(msg) {
+      sent.push(msg);
+      return true;
+    },
+    drain,
+    results: () => sent.flatMap((m) => (m.message?.$case === 'taskResult' ? [m.message.value] : [])),
+    logs: (taskId) =>
+      sent.flatMap((m) =>
+        m.message?.$case === 'taskLog' && m.message.value.taskId === taskId ? [m.message.value] : [],
+      ),
+    started: () => sent.flatMap((m) => (m.message?.$case === 'taskStarted' ? [m.message.value.taskId] : [])),
+  };
+}
+
+interface Setup {
+  root: string;
+  journalDir: string;
+  journal: TaskJournal;
+  executor: TaskExecutor;
+  runner: TaskRunner;
+}
+
+async function setup(
+  opts: { root?: string; maxConcurrent?: number; maxQueued?: number; maxChunkBytes?: number } = {},
+): Promise<Setup> {
+  const root = opts.root ?? (await tempRoot());
+  const journalDir = path.join(root, 'journal');
+  const journal = await createTaskJournal({ dir: journalDir });
+  const executor = createTaskExecutor({
+    workDir: path.join(root, 'work'),
+    maxConcurrent: opts.maxConcurrent,
+    maxQueued: opts.maxQueued,
+    maxChunkBytes: opts.maxChunkBytes,
+    flushIntervalMs: 10,
+  });
+  const runner = createTaskRunner({ executor, journal, closeAckTimeoutMs: 0 });
+  cleanups.push(async () => {
+    await runner.close();
+    await executor.close();
+    await journal.close();
+  });
+  return { root, journalDir, journal, executor, runner };
+}
+
+function request(taskId: string, script: string, extra: Partial<TaskRequest> = {}): ServerMessage {
+  return {
+    message: {
+      $case: 'taskRequest',
+      value: TaskRequest.fromPartial({ taskId, type: TaskType.TASK_TYPE_SHELL, script, ...extra }),
+    },
+  };
+}
+const ack = (taskId: string): ServerMessage => ({ message: { $case: 'resultAck', value: { taskId } } });
+const cancel = (taskId: string, reason: string): ServerMessage => ({
+  message: { $case: 'taskCancel', value: { taskId, reason } },
+});
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('a request runs once even when sent twice, and never again after its result is acknowledged', async () => {
+  const s = await setup();
+  const marker = path.join(s.root, 'ran.txt');
+  const link = fakeLink();
+  s.runner.onReady(link);
+  const req = request('t-once', `echo "$${TASK_ID_ENV}" >> ${marker}; sleep 0.2`);
+  s.runner.onMessage(req, link);
+  s.runner.onMessage(req, link);
+  await waitFor('result', () => link.results().length === 1);
+  assert.equal(link.results()[0]?.status, TaskStatus.TASK_STATUS_SUCCEEDED);
+
+  // Re-sent before the ack: the stored result comes back, the script does not run.
+  s.runner.onMessage(req, link);
+  await waitFor('re-sent result', () => link.results().length === 2);
+  assert.deepEqual(link.results()[1], link.results()[0]);
+
+  s.runner.onMessage(ack('t-once'), link);
+  await waitFor('ack journaled', () => s.journal.state('t-once') === 'acknowledged');
+  s.runner.onMessage(req, link);
+  await sleep(300);
+  assert.equal(
+    await readFile(marker, 'utf8'),
+    't-once\n',
+    'ran exactly once, with its id in the environment',
+  );
+  assert.equal(link.results().length, 2, 'nothing sent for an acknowledged id');
+  assert.deepEqual(s.runner.pendingTaskIds(), []);
+});
+
+test('output arrives as taskLog messages in seq order, both streams interleaved', async () => {
+  const s = await setup({ maxChunkBytes: 8 });
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(
+    request('t-logs', 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "out $i"; echo "err $i" >&2; done'),
+    link,
+  );
+  await waitFor('result', () => link.results().length === 1);
+  const logs = link.logs('t-logs');
+  assert.ok(logs.length >= 10, `small chunks: got ${logs.length}`);
+  assert.deepEqual(
+    logs.map((l) => l.seq),
+    logs.map((_, i) => i + 1),
+  );
+  const stream = (err: boolean) =>
+    logs
+      .filter((l) => l.isStderr === err)
+      .map((l) => l.output)
+      .join('');
+  const lines = (p: string) => Array.from({ length: 10 }, (_, i) => `${p} ${i + 1}\n`).join('');
+  assert.equal(stream(false), lines('out'));
+  assert.equal(stream(true), lines('err'));
+  // Every log is sent before the result.
+  const resultAt = link.sent.findIndex((m) => m.message?.$case === 'taskResult');
+  const lastLogAt = link.sent.findLastIndex((m) => m.message?.$case === 'taskLog');
+  assert.ok(lastLogAt < resultAt);
+  assert.deepEqual(link.started(), ['t-logs']);
+});
+
+test('a result is re-sent at every onReady until the platform acknowledges it', async () => {
+  const s = await setup();
+  const link1 = fakeLink();
+  s.runner.onReady(link1);
+  s.runner.onMessage(request('t-resend', 'sleep 0.3; echo done'), link1);
+  await waitFor('started', () => link1.started().length === 1);
+  // Disconnected while the task runs: its result is journaled, not sent.
+  s.runner.onDisconnected();
+  await waitFor('journaled', () => s.journal.state('t-resend') === 'completed');
+  assert.equal(link1.results().length, 0);
+  assert.deepEqual(s.runner.pendingTaskIds(), ['t-resend']);
+
+  const link2 = fakeLink();
+  s.runner.onReady(link2);
+  await waitFor('re-sent', () => link2.results().length === 1);
+  assert.equal(link2.results()[0]?.stdout, 'done\n');
+  s.runner.onDisconnected();
+
+  const link3 = fakeLink();
+  s.runner.onReady(link3);
+  await waitFor('re-sent again', () => link3.results().length === 1);
+  s.runner.onMessage(ack('t-resend'), link3);
+  await waitFor('acknowledged', () => s.journal.state('t-resend') === 'acknowledged');
+  s.runner.onDisconnected();
+
+  const link4 = fakeLink();
+  s.runner.onReady(link4);
+  await sleep(100);
+  assert.equal(link4.results().length, 0);
+});
+
+test('taskCancel stops a running task: CANCELED with the reason', async () => {
+  const s = await setup();
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-cancel', 'sleep 30'), link);
+  await waitFor('started', () => link.started().length === 1);
+  const t0 = Date.now();
+  s.runner.onMessage(cancel('t-cancel', 'user pressed ctrl-c'), link);
+  s.runner.onMessage(cancel('no-such-task', 'ignored'), link);
+  await waitFor('result', () => link.results().length === 1);
+  const r = link.results()[0];
+  assert.equal(r?.status, TaskStatus.TASK_STATUS_CANCELED);
+  assert.match(r?.error ?? '', /user pressed ctrl-c/);
+  assert.ok(Date.now() - t0 < 5000, 'sleep got SIGTERM, not the full 30 s');
+});
+
+test('an unsupported task type gets a journaled FAILED result and never runs', async () => {
+  const s = await setup();
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-type', 'echo hi', { type: 42 as TaskType }), link);
+  await waitFor('result', () => link.results().length === 1);
+  const r = link.results()[0];
+  assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
+  assert.equal(r?.error, 'unsupported task type 42');
+  assert.equal(link.started().length, 0);
+  assert.equal(s.journal.state('t-type'), 'completed');
+});
+
+test('when the executor queue is full the task fails with "agent queue full"', async () => {
+  const s = await setup({ maxConcurrent: 1, maxQueued: 0 });
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-busy', 'sleep 30'), link);
+  await waitFor('started', () => link.started().length === 1);
+  s.runner.onMessage(request('t-refused', 'echo never'), link);
+  await waitFor('refusal', () => link.results().length === 1);
+  assert.equal(link.results()[0]?.taskId, 't-refused');
+  assert.equal(link.results()[0]?.status, TaskStatus.TASK_STATUS_FAILED);
+  assert.equal(link.results()[0]?.error, 'agent queue full');
+  // Journaled like any result: the id is never run, even when there is room later.
+  s.runner.onMessage(cancel('t-busy', 'done'), link);
+  await waitFor('busy ends', () => link.results().length === 2);
+  s.runner.onMessage(request('t-refused', 'echo never'), link);
+  await waitFor('re-sent refusal', () => link.results().length === 3);
+  assert.equal(link.results()[2]?.error, 'agent queue full');
+  assert.equal(link.logs('t-refused').length, 0);
+});
+
+test('a stream that never drains stalls output reading until the link goes away', async () => {
+  const s = await setup();
+  // Like the connection's drain() after its session ended: never resolves.
+  const stuck = fakeLink(() => new Promise<void>(() => undefined));
+  s.runner.onReady(stuck);
+  s.runner.onMessage(request('t-flood', 'head -c 4000000 /dev/zero'), stuck);
+  await waitFor('first chunk', () => stuck.logs('t-flood').length > 0);
+  await sleep(300);
+  assert.equal(stuck.logs('t-flood').length, 1, 'no more output read while the stream is full');
+  assert.equal(s.journal.state('t-flood'), 'accepted', 'the task is held up, not finished');
+
+  s.runner.onDisconnected();
+  await waitFor('finished', () => s.journal.state('t-flood') === 'completed');
+  const link2 = fakeLink();
+  s.runner.onReady(link2);
+  await waitFor('result', () => link2.results().length === 1);
+  assert.equal(link2.results()[0]?.stdoutBytes, 4_000_000);
+});
+
+test('close() cancels running tasks and journals their results', async () => {
+  const s = await setup();
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-stop', 'sleep 30'), link);
+  await waitFor('started', () => link.started().length === 1);
+  await s.runner.close();
+  assert.equal(s.journal.state('t-stop'), 'completed');
+  const r = await s.journal.result('t-stop');
+  assert.equal(r?.status, TaskStatus.TASK_STATUS_CANCELED);
+  assert.match(r?.error ?? '', /agent stopping/);
+  // Requests after close are refused, not run.
+  s.runner.onMessage(request('t-late', 'echo late'), link);
+  await waitFor('refusal', () => link.results().some((x) => x.taskId === 't-late'));
+  assert.equal(link.results().find((x) => x.taskId === 't-late')?.error, 'agent is shutting down');
+});
+
+/** True while the process exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+test('after SIGKILL of the agent, a restarted runner re-sends unacknowledged results, reports the running task LOST and never runs it', async () => {
+  const root = await tempRoot();
+  const journalDir = path.join(root, 'journal');
+  const marker = path.join(root, 'ran.txt');
+  const pidFile = path.join(root, 'sleep.pid');
+
+  // A finished, unacknowledged result from an earlier life of the agent.
+  {
+    const j = await createTaskJournal({ dir: journalDir });
+    const e = createTaskExecutor({ workDir: path.join(root, 'work') });
+    const r = createTaskRunner({ executor: e, journal: j, closeAckTimeoutMs: 0 });
+    const link = fakeLink();
+    r.onReady(link);
+    r.onMessage(request('t-done', 'echo finished'), link);
+    await waitFor('result', () => link.results().length === 1);
+    await r.close();
+    await e.close();
+    await j.close();
+  }
+
+  // A real agent process killed in the middle of a task.
+  const fixture = fileURLToPath(new URL('./fixtures/crash-agent.ts', import.meta.url));
+  const script = `echo run >> ${marker}; sleep 300 & echo $! > ${pidFile}; wait`;
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fixture, journalDir, path.join(root, 'work2'), 't-crash', script],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  await waitFor('task started in the child agent', () => out.includes('started t-crash'), 30_000);
+  await waitFor('sleep pid', () => {
+    try {
+      return readFileSync(pidFile, 'utf8').trim() !== '';
+    } catch {
+      return false;
+    }
+  });
+  const sleepPid = Number(readFileSync(pidFile, 'utf8'));
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+  assert.ok(alive(sleepPid), 'the task outlives its SIGKILLed agent');
+
+  const s = await setup({ root });
+  assert.deepEqual(s.journal.lost, ['t-crash']);
+  assert.equal(alive(sleepPid), false, 'the restarted agent killed the leftover task process');
+  assert.deepEqual(new Set(s.runner.pendingTaskIds()), new Set(['t-done', 't-crash']));
+
+  const link = fakeLink();
+  s.runner.onReady(link);
+  await waitFor('both results', () => link.results().length === 2);
+  const byId = new Map(link.results().map((r) => [r.taskId, r]));
+  assert.equal(byId.get('t-done')?.status, TaskStatus.TASK_STATUS_SUCCEEDED);
+  assert.equal(byId.get('t-done')?.stdout, 'finished\n');
+  assert.equal(byId.get('t-crash')?.status, TaskStatus.TASK_STATUS_LOST);
+  assert.equal(byId.get('t-crash')?.error, LOST_ERROR);
+
+  // The platform, unaware, sends the request again: it is answered, not run.
+  s.runner.onMessage(request('t-crash', script), link);
+  await waitFor('re-sent LOST', () => link.results().length === 3);
+  assert.equal(link.results()[2]?.status, TaskStatus.TASK_STATUS_LOST);
+  await sleep(200);
+  assert.equal(await readFile(marker, 'utf8'), 'run\n', 'the script ran once, in the first life only');
+});

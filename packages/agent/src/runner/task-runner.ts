@@ -1,0 +1,359 @@
+/**
+ * Turns the platform's task messages into executor runs, keeping the journal's
+ * promises: a task id runs at most once, its result is re-sent until acknowledged.
+ *
+ *   TaskRequest ──known id?──yes──> completed: re-send result │ accepted: ignore │ acknowledged: ignore
+ *        │ no
+ *        ├── invalid / shutting down ──> FAILED result (journaled, sent)
+ *        └── journal.accept (on disk) ──> executor.start ──> TaskStarted, TaskLog…
+ *                                              └── result ──> journal.complete ──> TaskResult
+ *   ResultAck ──> journal.ack      onReady ──> re-send every unacknowledged result
+ *
+ * Logs are best effort (sent on the current link, dropped while disconnected:
+ * the result keeps head and tail); results are at least once.
+ */
+import type { Logger } from 'pino';
+import { pino } from 'pino';
+import {
+  TaskStatus,
+  taskStatusFromName,
+  taskTypeToName,
+  type AgentMessage,
+  type ServerMessage,
+  type TaskRequest,
+  type TaskResult,
+} from '@agent-platform/protocol';
+import type { ConnectionHandlers, ServerLink } from '../connection/index.js';
+import {
+  ExecutorError,
+  type ExecResult,
+  type RunningTask,
+  type TaskExecutor,
+  type TaskSpec,
+} from '../executor/index.js';
+import { JournalError, TASK_ID_ENV, type TaskJournal } from '../journal/index.js';
+
+export interface TaskRunnerOptions {
+  executor: TaskExecutor;
+  journal: TaskJournal;
+  /** Default: a silent logger. */
+  logger?: Logger;
+  /** Kill grace for requests that give none (0), seconds; default 5. */
+  defaultKillGraceSeconds?: number;
+  /** How long close() waits for the platform to acknowledge the last results, ms; default 2,000. */
+  closeAckTimeoutMs?: number;
+}
+
+/** The connection's handlers, plus an orderly stop. */
+export interface TaskRunner extends Required<ConnectionHandlers> {
+  /** Tasks this runner started and that have not produced a result. */
+  readonly active: number;
+  /**
+   * Refuses new requests, cancels running tasks (reason 'agent stopping': SIGTERM,
+   * SIGKILL after their kill grace), waits until their results are journaled, then
+   * waits up to `closeAckTimeoutMs` for the platform to acknowledge them.
+   * Results not acknowledged by then are re-sent at the next start.
+   */
+  close(): Promise<void>;
+}
+
+const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** A result for a task that never ran: FAILED (refused) or CANCELED (canceled before it started). */
+export function notRunResult(
+  taskId: string,
+  error: string,
+  status: TaskStatus = TaskStatus.TASK_STATUS_FAILED,
+  now = new Date(),
+): TaskResult {
+  return {
+    taskId,
+    exitCode: -1,
+    stdout: '',
+    stderr: '',
+    completedAt: now,
+    status,
+    error,
+    startedAt: undefined,
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    limitsEnforced: [],
+    signal: '',
+  };
+}
+
+/** The wire form of an executor result. */
+export function toTaskResult(r: ExecResult): TaskResult {
+  return {
+    taskId: r.taskId,
+    exitCode: r.exitCode,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    completedAt: r.completedAt,
+    status: taskStatusFromName(r.status),
+    error: r.error,
+    startedAt: r.startedAt,
+    stdoutBytes: r.stdoutBytes,
+    stderrBytes: r.stderrBytes,
+    stdoutTruncated: r.stdoutTruncated,
+    stderrTruncated: r.stderrTruncated,
+    limitsEnforced: r.limitsEnforced.map((l) => ({ name: l.name, mechanism: l.mechanism, value: l.value })),
+    signal: r.signal,
+  };
+}
+
+/**
+ * The executor's form of a request, or a reason to refuse it. Every task's
+ * environment carries its id in {@link TASK_ID_ENV}, so that a restarted agent
+ * can find and kill what an earlier run left behind.
+ */
+export function toTaskSpec(req: TaskRequest, defaultKillGraceSeconds = 5): TaskSpec | string {
+  const type = taskTypeToName(req.type);
+  if (!type) return `unsupported task type ${req.type}`;
+  if (req.timeout < 0) return `invalid timeout ${req.timeout}`;
+  if (req.killGrace < 0) return `invalid kill grace ${req.killGrace}`;
+  return {
+    taskId: req.taskId,
+    type,
+    script: req.script,
+    args: req.args,
+    env: { ...req.env, [TASK_ID_ENV]: req.taskId },
+    cleanEnv: req.cleanEnv,
+    workingDir: req.workingDir,
+    runAs: req.runAs,
+    timeoutSeconds: req.timeout,
+    killGraceSeconds: req.killGrace === 0 ? defaultKillGraceSeconds : req.killGrace,
+    limits: {
+      memoryBytes: req.limits?.memoryBytes ?? 0,
+      cpuMillicores: req.limits?.cpuMillicores ?? 0,
+      maxProcesses: req.limits?.maxProcesses ?? 0,
+      maxOutputBytes: req.limits?.maxOutputBytes ?? 0,
+    },
+  };
+}
+
+interface ActiveTask {
+  task: RunningTask;
+  startedAt?: Date;
+}
+
+export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
+  const { executor, journal } = options;
+  const log = options.logger ?? pino({ level: 'silent' });
+  const defaultKillGrace = options.defaultKillGraceSeconds ?? 5;
+  const closeAckTimeoutMs = options.closeAckTimeoutMs ?? 2000;
+
+  let link: ServerLink | undefined;
+  let closing = false;
+  const active = new Map<string, ActiveTask>();
+  /** Cancels that arrived while the task was being journaled, before it could be started. */
+  const earlyCancels = new Map<string, string>();
+  const inflight = new Set<Promise<void>>();
+  /**
+   * Output readers waiting for the link to drain. The connection drops its stream
+   * listeners when a session ends, so a drain may never resolve on its own: a
+   * link change releases them all, or a dead session would stall every task.
+   */
+  const drainWaiters = new Set<() => void>();
+
+  const releaseDrains = () => {
+    for (const release of [...drainWaiters]) release();
+  };
+
+  const waitDrain = (l: ServerLink): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        drainWaiters.delete(done);
+        resolve();
+      };
+      drainWaiters.add(done);
+      l.drain().then(done, done);
+    });
+
+  const send = (msg: AgentMessage): boolean => link?.send(msg) ?? false;
+
+  const track = (p: Promise<void>): void => {
+    const tracked = p.catch((err: unknown) => log.error({ err }, 'task handling failed'));
+    inflight.add(tracked);
+    void tracked.finally(() => inflight.delete(tracked));
+  };
+
+  const sendResult = (result: TaskResult) => send({ message: { $case: 'taskResult', value: result } });
+
+  /** Journals the result (so it survives a restart), then sends it. */
+  async function finish(result: TaskResult): Promise<void> {
+    try {
+      await journal.complete(result.taskId, result);
+    } catch (err) {
+      // Sent anyway: the platform may still store it; only a restart could lose it.
+      log.error({ err, task_id: result.taskId }, 'cannot journal result');
+    }
+    sendResult(result);
+  }
+
+  async function resendResult(taskId: string): Promise<void> {
+    const result = await journal.result(taskId);
+    if (result) sendResult(result);
+  }
+
+  async function handleRequest(req: TaskRequest): Promise<void> {
+    const taskId = req.taskId;
+    const tlog = log.child({ task_id: taskId });
+    if (taskId === '') {
+      tlog.warn('task request without a task id ignored');
+      return;
+    }
+    const known = journal.state(taskId);
+    if (known !== undefined) {
+      // At most once: a known id never runs again, whatever the request says.
+      tlog.info({ journal_state: known }, 'repeated task request not run');
+      if (known === 'completed') await resendResult(taskId);
+      return;
+    }
+    const spec = toTaskSpec(req, defaultKillGrace);
+    if (typeof spec === 'string') {
+      tlog.warn({ error: spec }, 'task refused');
+      await finish(notRunResult(taskId, spec));
+      return;
+    }
+    if (closing) {
+      await finish(notRunResult(taskId, 'agent is shutting down'));
+      return;
+    }
+    try {
+      await journal.accept(taskId);
+    } catch (err) {
+      if (err instanceof JournalError && err.code === 'JOURNAL_TASK_KNOWN') return; // a duplicate won the race
+      // Not journaled, so not run; and not journaled as failed either, so the
+      // platform can offer it again.
+      tlog.error({ err }, 'cannot journal task');
+      sendResult(notRunResult(taskId, `agent cannot record the task in its journal: ${describe(err)}`));
+      return;
+    }
+    const early = earlyCancels.get(taskId);
+    earlyCancels.delete(taskId);
+    if (early !== undefined || closing) {
+      await finish(
+        early !== undefined
+          ? notRunResult(taskId, `canceled: ${early}`, TaskStatus.TASK_STATUS_CANCELED)
+          : notRunResult(taskId, 'agent is shutting down'),
+      );
+      return;
+    }
+    let task: RunningTask;
+    try {
+      task = executor.start(spec, (chunk) => {
+        const l = link;
+        if (!l) return; // logs are best effort; the result keeps head and tail
+        l.send({
+          message: {
+            $case: 'taskLog',
+            value: {
+              taskId,
+              output: chunk.data,
+              isStderr: chunk.stream === 'stderr',
+              timestamp: chunk.timestamp,
+              seq: chunk.seq,
+            },
+          },
+        });
+        // Backpressure: the executor reads no more of this task's output until the stream drains.
+        return waitDrain(l);
+      });
+    } catch (err) {
+      const full = err instanceof ExecutorError && err.code === 'EXECUTOR_QUEUE_FULL';
+      tlog.warn({ err }, 'executor refused task');
+      await finish(
+        notRunResult(taskId, full ? 'agent queue full' : `agent cannot start the task: ${describe(err)}`),
+      );
+      return;
+    }
+    const entry: ActiveTask = { task };
+    active.set(taskId, entry);
+    tlog.debug('task accepted');
+    void task.started.then((startedAt) => {
+      entry.startedAt = startedAt;
+      if (active.get(taskId) === entry)
+        send({ message: { $case: 'taskStarted', value: { taskId, startedAt } } });
+    });
+    const r = await task.result;
+    active.delete(taskId);
+    tlog.debug({ status: r.status, exit_code: r.exitCode }, 'task finished');
+    await finish(toTaskResult(r));
+  }
+
+  function handleCancel(taskId: string, reason: string): void {
+    const why = reason || 'canceled by the platform';
+    const entry = active.get(taskId);
+    if (entry) {
+      entry.task.cancel(why);
+      return;
+    }
+    // Still being journaled: start() has not happened yet, so remember the cancel.
+    if (journal.state(taskId) === 'accepted') earlyCancels.set(taskId, why);
+  }
+
+  async function resendAll(l: ServerLink): Promise<void> {
+    // The platform may have missed TaskStarted while we were disconnected.
+    for (const [taskId, entry] of active) {
+      if (entry.startedAt)
+        l.send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
+    }
+    for (const taskId of journal.unacknowledged()) {
+      const result = await journal.result(taskId);
+      if (link !== l) return; // the next onReady starts over
+      if (!result) continue;
+      l.send({ message: { $case: 'taskResult', value: result } });
+      await waitDrain(l);
+    }
+  }
+
+  return {
+    get active() {
+      return active.size;
+    },
+    pendingTaskIds: () => journal.pending(),
+    runningTasks: () => executor.running,
+    onReady(l) {
+      releaseDrains();
+      link = l;
+      track(resendAll(l));
+    },
+    onDisconnected() {
+      link = undefined;
+      releaseDrains();
+    },
+    onMessage(msg: ServerMessage) {
+      const m = msg.message;
+      switch (m?.$case) {
+        case 'taskRequest':
+          track(handleRequest(m.value));
+          break;
+        case 'taskCancel':
+          handleCancel(m.value.taskId, m.value.reason);
+          break;
+        case 'resultAck':
+          track(
+            journal.ack(m.value.taskId).then((dropped) => {
+              if (!dropped) log.debug({ task_id: m.value.taskId }, 'ack for no stored result');
+            }),
+          );
+          break;
+        default:
+          break;
+      }
+    },
+    async close() {
+      closing = true;
+      for (const { task } of active.values()) task.cancel('agent stopping');
+      while (inflight.size > 0) await Promise.all([...inflight]);
+      const deadline = Date.now() + closeAckTimeoutMs;
+      while (link && journal.unacknowledged().length > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      while (inflight.size > 0) await Promise.all([...inflight]);
+    },
+  };
+}
