@@ -12,6 +12,7 @@ export interface ResolvedExecutorOptions {
   flushIntervalMs: number;
   maxChunkBytes: number;
   workDir: string;
+  containWithoutLimits: boolean;
   logger: Logger;
 }
 
@@ -35,6 +36,7 @@ export function resolveExecutorOptions(options: TaskExecutorOptions = {}): Resol
     // Below 4 bytes one character might not fit in a chunk.
     maxChunkBytes: Math.max(4, positive(options.maxChunkBytes, 64 * 1024, 'maxChunkBytes')),
     workDir: options.workDir ?? path.join(os.tmpdir(), 'agent-platform-tasks'),
+    containWithoutLimits: options.containWithoutLimits ?? true,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
 }

@@ -213,7 +213,12 @@ export class OutputCapture {
       const size = Buffer.byteLength(rest, 'utf8');
       let part = rest;
       let partBytes = size;
-      if (size > room) {
+      if (size > room && size === rest.length) {
+        // One byte per character: cut by index, no re-encoding.
+        part = rest.slice(0, room);
+        rest = rest.slice(room);
+        partBytes = room;
+      } else if (size > room) {
         [part, rest] = splitUtf8(rest, room);
         partBytes = Buffer.byteLength(part, 'utf8');
       } else {

@@ -4,8 +4,9 @@
  * message is the result's `error` text.
  */
 import { execFile } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
-import { access, chmod, chown, lstat, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chownSync, constants as fsConstants, mkdirSync, writeFileSync } from 'node:fs';
+import { access, chmod, lstat, mkdir, readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -35,16 +36,21 @@ export interface TaskUser {
   shell: string;
 }
 
-/** The user the agent runs as. */
+let agentUserCache: TaskUser | null = null;
+
+/** The user the agent runs as (looked up once; it does not change while the agent runs). */
 export function agentUser(): TaskUser {
-  const info = os.userInfo();
-  return {
-    name: info.username,
-    uid: info.uid,
-    gid: info.gid,
-    home: info.homedir,
-    shell: info.shell ?? '/bin/sh',
-  };
+  if (!agentUserCache) {
+    const info = os.userInfo();
+    agentUserCache = {
+      name: info.username,
+      uid: info.uid,
+      gid: info.gid,
+      home: info.homedir,
+      shell: info.shell ?? '/bin/sh',
+    };
+  }
+  return agentUserCache;
 }
 
 function parsePasswdLine(line: string): TaskUser | null {
@@ -77,11 +83,11 @@ export async function lookupUser(nameOrUid: string): Promise<TaskUser> {
 /** The user to run as, or null for the agent's own user. Refuses when the agent is not root. */
 export async function resolveRunAs(runAs: string): Promise<TaskUser | null> {
   if (runAs === '') return null;
-  const self = agentUser();
-  if (runAs === self.name || runAs === String(self.uid)) return null;
-  if (self.uid !== 0) {
+  const me = agentUser();
+  if (runAs === me.name || runAs === String(me.uid)) return null;
+  if (me.uid !== 0) {
     throw new TaskSetupError(
-      `run_as ${runAs} needs the agent to run as root; it runs as ${self.name} (uid ${self.uid})`,
+      `run_as ${runAs} needs the agent to run as root; it runs as ${me.name} (uid ${me.uid})`,
     );
   }
   return lookupUser(runAs);
@@ -92,7 +98,6 @@ export async function resolveRunAs(runAs: string): Promise<TaskUser | null> {
  * then the run-as user's identity, then `spec.env`, which wins.
  */
 export function buildEnv(spec: TaskSpec, user: TaskUser | null): Record<string, string> {
-  const who = user ?? agentUser();
   const env: Record<string, string> = {};
   if (spec.cleanEnv) {
     env.PATH = CLEAN_PATH;
@@ -101,6 +106,7 @@ export function buildEnv(spec: TaskSpec, user: TaskUser | null): Record<string, 
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
   }
   if (spec.cleanEnv || user) {
+    const who = user ?? agentUser();
     env.HOME = who.home;
     env.USER = who.name;
     env.LOGNAME = who.name;
@@ -188,21 +194,38 @@ export async function ensureWorkDir(dir: string): Promise<void> {
   if ((st.mode & 0o777) !== 0o711) await chmod(dir, 0o711);
 }
 
-/** A fresh per-task directory holding the script file (mode 0700); chowned to the run-as user. */
-export async function writeScript(
+/**
+ * A fresh per-task directory holding the script file (mode 0700); chowned to
+ * the run-as user. Synchronous: three small syscalls cost less than three hops
+ * through the thread pool (bench/executor.ts). `name` must be unique per executor.
+ */
+export function writeScript(
   workDir: string,
   name: string,
   spec: TaskSpec,
   user: TaskUser | null,
-): Promise<{ dir: string; scriptFile: string }> {
-  const dir = await mkdtemp(path.join(workDir, `${name}-`));
+): { dir: string; scriptFile: string } {
+  // The random part keeps names unique across agent restarts that reuse a work dir.
+  const dir = path.join(workDir, `${name}-${randomBytes(4).toString('hex')}`);
+  mkdirSync(dir, { mode: 0o700 });
   const scriptFile = path.join(dir, spec.type === 'python' ? 'script.py' : 'script.sh');
-  await writeFile(scriptFile, spec.script, { mode: 0o700 });
+  writeFileSync(scriptFile, spec.script, { mode: 0o700 });
   if (user) {
-    await chown(dir, user.uid, user.gid);
-    await chown(scriptFile, user.uid, user.gid);
+    chownSync(dir, user.uid, user.gid);
+    chownSync(scriptFile, user.uid, user.gid);
   }
   return { dir, scriptFile };
+}
+
+/** Removes a task directory; the common case (only the script left) without a recursive walk. */
+export async function removeTaskDir(dir: string, scriptFile: string): Promise<void> {
+  try {
+    await unlink(scriptFile);
+    await rmdir(dir);
+  } catch {
+    // The script left files behind (or removed its own): the general way.
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Checks an explicit working directory before spawn, whose ENOENT would not say which path is missing. */

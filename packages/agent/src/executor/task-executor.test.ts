@@ -112,7 +112,10 @@ test('a shell script gets its args, env and working directory', async () => {
 });
 
 test('without a working directory the task runs in a fresh directory that is removed after', async () => {
-  const { result } = await run(spec({ script: 'pwd; touch leftover' }));
+  const ex = createTaskExecutor({ logger, workDir: path.join(scratch, 'work') }, { cgroups });
+  const { result } = await run(spec({ script: 'pwd; touch leftover; mkdir -p a/b' }), ex);
+  // close() waits for the cleanup that follows each result.
+  await ex.close();
   const cwd = result.stdout.trim();
   assert.ok(cwd.startsWith(path.join(scratch, 'work')), cwd);
   assert.throws(() => readdirSync(cwd), /ENOENT/);

@@ -9,6 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
 import { ExecutorError, describeError } from './errors.js';
 import { resolveExecutorOptions } from './options.js';
+import { ensureWorkDir } from './task-command.js';
 import { TaskRun, type HostTools } from './task-run.js';
 import type { OutputChunk, RunningTask, TaskExecutor, TaskExecutorOptions, TaskSpec } from './types.js';
 
@@ -57,12 +58,25 @@ export function createTaskExecutor(
   const known = new Map<string, TaskRun>();
   let serial = 0;
   let closed = false;
+  let workDirReady: Promise<void> | null = null;
+  const ensureWork = (again = false): Promise<void> => {
+    if (again || !workDirReady) {
+      workDirReady = ensureWorkDir(opts.workDir);
+      // A failure is retried by the next task, not remembered.
+      workDirReady.catch(() => (workDirReady = null));
+    }
+    return workDirReady;
+  };
 
+  const cleanups = new Set<Promise<void>>();
   const launch = (run: TaskRun): void => {
     active.add(run);
     void run.run().then((result) => {
       active.delete(run);
       known.delete(run.taskId);
+      // Directory and cgroup removal finishes in the background; close() waits for it.
+      const cleanup = run.cleanupDone.then(() => void cleanups.delete(cleanup));
+      cleanups.add(cleanup);
       run.settle(result);
       pump();
     });
@@ -90,7 +104,13 @@ export function createTaskExecutor(
           `${queue.length} tasks already wait to run (maxQueued ${opts.maxQueued})`,
         );
       }
-      const run = new TaskRun(spec, onOutput, { options: opts, cgroups, tools, serial: ++serial });
+      const run = new TaskRun(spec, onOutput, {
+        options: opts,
+        cgroups,
+        tools,
+        serial: ++serial,
+        ensureWorkDir: ensureWork,
+      });
       known.set(spec.taskId, run);
       if (mustQueue) queue.push(run);
       else launch(run);
@@ -122,6 +142,7 @@ export function createTaskExecutor(
       queue.length = 0;
       for (const run of all) if (!active.has(run) && !run.isDone) launch(run);
       await Promise.all(all.map((run) => run.result));
+      await Promise.all([...cleanups]);
     },
   };
 }

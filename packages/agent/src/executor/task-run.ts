@@ -14,7 +14,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CgroupManager, TaskCgroup } from './cgroups.js';
@@ -25,8 +24,8 @@ import {
   TaskSetupError,
   buildEnv,
   checkWorkingDir,
-  ensureWorkDir,
   interpreterCommand,
+  removeTaskDir,
   resolveRunAs,
   safeName,
   writeScript,
@@ -47,6 +46,8 @@ export interface TaskRunContext {
   tools: Promise<HostTools>;
   /** Unique per executor, so two runs of one task id never share a cgroup. */
   serial: number;
+  /** Makes the work directory; memoized by the executor, `again` after it vanished (tmp cleaners). */
+  ensureWorkDir(again?: boolean): Promise<void>;
 }
 
 type RunState = 'queued' | 'preparing' | 'running' | 'stopping' | 'finishing' | 'done';
@@ -109,16 +110,30 @@ export class TaskRun {
     this.stop({ status: 'canceled', error: `canceled: ${reason}` });
   }
 
-  /** Runs the task to its result. Never throws. */
+  /**
+   * Runs the task to its result. Never throws. Every process of the task is
+   * gone when it resolves; removing the task's directory and cgroups follows
+   * (`cleanupDone`) so it does not delay the result.
+   */
   async run(): Promise<ExecResult> {
+    const result = await this.attempt();
+    this.cleanupDone = this.cleanup();
+    return result;
+  }
+
+  /** Resolves when the task's directory and cgroups are removed (after `run()`). Never rejects. */
+  cleanupDone: Promise<void> = Promise.resolve();
+
+  private taskDir: { dir: string; scriptFile: string } | null = null;
+
+  private async attempt(): Promise<ExecResult> {
     this.state = 'preparing';
     this.startedAt = new Date();
-    let taskDir: string | null = null;
     try {
       let stopped = this.pendingStop();
       if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
       const prepared = await this.prepare();
-      taskDir = prepared.taskDir;
+      this.taskDir = prepared.taskDir;
       // cancel() may have come while preparing.
       stopped = this.pendingStop();
       if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
@@ -128,8 +143,6 @@ export class TaskRun {
         return this.finishWithoutProcess('failed', err.message, err.exitCode);
       this.logger.error({ err: describeError(err) }, 'task failed unexpectedly');
       return this.finishWithoutProcess('failed', `agent error: ${describeError(err)}`, -1);
-    } finally {
-      await this.cleanup(taskDir);
     }
   }
 
@@ -139,16 +152,24 @@ export class TaskRun {
     env: Record<string, string>;
     user: TaskUser | null;
     tools: HostTools;
-    taskDir: string;
+    taskDir: { dir: string; scriptFile: string };
   }> {
     const spec = this.spec;
     if (spec.type !== 'shell' && spec.type !== 'python') {
       throw new TaskSetupError(`unsupported task type: ${String(spec.type)}`);
     }
     const user = await resolveRunAs(spec.runAs);
-    await ensureWorkDir(this.ctx.options.workDir);
+    await this.ctx.ensureWorkDir();
     const name = `${safeName(spec.taskId)}-${this.ctx.serial}`;
-    const { dir, scriptFile } = await writeScript(this.ctx.options.workDir, name, spec, user);
+    let written: { dir: string; scriptFile: string };
+    try {
+      written = writeScript(this.ctx.options.workDir, name, spec, user);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await this.ctx.ensureWorkDir(true);
+      written = writeScript(this.ctx.options.workDir, name, spec, user);
+    }
+    const { dir, scriptFile } = written;
     try {
       if (spec.workingDir !== '') await checkWorkingDir(spec.workingDir);
       const env = buildEnv(spec, user);
@@ -156,7 +177,9 @@ export class TaskRun {
       const [cgroups, tools] = await Promise.all([this.ctx.cgroups, this.ctx.tools]);
       const limits = spec.limits;
       const wantsCgroupLimit = limits.memoryBytes > 0 || limits.cpuMillicores > 0 || limits.maxProcesses > 0;
-      this.cgroup = await cgroups.create(name, limits);
+      if (wantsCgroupLimit || this.ctx.options.containWithoutLimits) {
+        this.cgroup = await cgroups.create(name, limits);
+      }
       if (this.cgroup) this.limitsEnforced.push(...this.cgroup.enforced);
 
       // prlimit for what cgroups could not do. RLIMIT_CPU is CPU seconds, not a
@@ -203,9 +226,16 @@ export class TaskRun {
         ];
         this.joinAfterSpawn = false;
       }
-      return { argv, cwd: spec.workingDir === '' ? dir : spec.workingDir, env, user, tools, taskDir: dir };
+      return {
+        argv,
+        cwd: spec.workingDir === '' ? dir : spec.workingDir,
+        env,
+        user,
+        tools,
+        taskDir: { dir, scriptFile },
+      };
     } catch (err) {
-      await rm(dir, { recursive: true, force: true });
+      await removeTaskDir(dir, scriptFile);
       throw err;
     }
   }
@@ -259,6 +289,9 @@ export class TaskRun {
       );
     }
     const pid = child.pid;
+    // Joining after exec leaves a window (the write lands while sh is still
+    // loading) in which a process could fork and setsid out of reach. Tasks with
+    // cgroup limits use the wrapper instead and have no such window.
     if (this.cgroup && this.joinAfterSpawn) {
       try {
         this.cgroup.join(pid);
@@ -295,7 +328,7 @@ export class TaskRun {
     if (this.killTimer) clearTimeout(this.killTimer);
     this.state = 'finishing';
     // The task is over when its main process is: background children and escapees go too.
-    this.signalTask('SIGKILL');
+    this.signalGroup('SIGKILL');
     if (this.cgroup) await this.cgroup.killAll();
     await streamsClosed.waitForEnd();
     this.capture.flush();
@@ -419,15 +452,25 @@ export class TaskRun {
 
   /** Signals the process group and every process in the task's cgroup. */
   private signalTask(signal: NodeJS.Signals): void {
+    this.signalGroup(signal);
+    this.cgroup?.signalAll(signal);
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
     const pid = this.child?.pid;
     if (pid !== undefined) {
+      // ESRCH (an empty group) is the usual answer after a normal exit; its stack
+      // trace was a third of the executor's own per-task CPU time, so none is captured.
+      const traceLimit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
       try {
         process.kill(-pid, signal);
       } catch {
         // ESRCH: the group is empty.
+      } finally {
+        Error.stackTraceLimit = traceLimit;
       }
     }
-    this.cgroup?.signalAll(signal);
   }
 
   private destroyStreams(): void {
@@ -461,12 +504,13 @@ export class TaskRun {
     return result;
   }
 
-  private async cleanup(taskDir: string | null): Promise<void> {
-    if (this.cgroup) await this.cgroup.remove();
-    if (taskDir) {
-      await rm(taskDir, { recursive: true, force: true }).catch((err: unknown) =>
-        this.logger.warn({ err: describeError(err), dir: taskDir }, 'cannot remove task directory'),
-      );
+  private async cleanup(): Promise<void> {
+    const taskDir = this.taskDir;
+    try {
+      if (this.cgroup) await this.cgroup.remove();
+      if (taskDir) await removeTaskDir(taskDir.dir, taskDir.scriptFile);
+    } catch (err) {
+      this.logger.warn({ err: describeError(err), dir: taskDir?.dir }, 'cannot clean up after task');
     }
   }
 

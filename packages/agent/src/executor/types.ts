@@ -129,6 +129,12 @@ export interface TaskExecutorOptions {
   maxChunkBytes?: number;
   /** Where per-task directories (script file, default working dir) go; default os.tmpdir()/agent-platform-tasks. */
   workDir?: string;
+  /**
+   * Put tasks that ask for no cgroup limit in a cgroup anyway, so processes
+   * that called setsid are still killed with the task; default true. Costs one
+   * cgroup migration per task (~0.1-0.2 ms here); false trades that for speed.
+   */
+  containWithoutLimits?: boolean;
   /** Default: a silent logger. */
   logger?: Logger;
 }
