@@ -14,7 +14,7 @@ import type { LogRecord, ResultRecord, StartedMark, Store } from '../store/index
 export interface EventWriterOptions {
   store: Store;
   logger: Logger;
-  /** Milliseconds between flushes; default 20. */
+  /** Milliseconds to gather events before a flush when idle; default 0 (next event-loop turn). */
   flushIntervalMs?: number;
   /** Bytes of task logs kept per task; later chunks are dropped and the task marked; default 32 MiB. */
   logBudgetBytes?: number;
@@ -41,7 +41,7 @@ interface PendingResult {
 
 export function createEventWriter(options: EventWriterOptions): EventWriter {
   const { store, logger } = options;
-  const interval = options.flushIntervalMs ?? 20;
+  const interval = options.flushIntervalMs ?? 0;
   const budget = options.logBudgetBytes ?? 32 * 1024 * 1024;
   const maxBatch = options.maxBatch ?? 2000;
   const events = new EventEmitter();
@@ -55,21 +55,40 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
   const dropped = new Set<string>();
   let newlyDropped: string[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let flushing: Promise<void> | undefined;
   let closed = false;
 
   const size = () => logs.length + started.length + results.length;
+  /**
+   * Group commit: when nothing is being written, flush on the next turn of the
+   * event loop (lowest latency when idle); while a flush runs, events gather
+   * and go together in the next one (batches grow with load, by themselves).
+   */
+  let scheduled = false;
+  let pumping: Promise<void> | undefined;
   const schedule = () => {
-    if (closed) return;
-    if (size() >= maxBatch) {
-      void flush();
-      return;
-    }
-    timer ??= setTimeout(() => {
+    if (closed || scheduled || pumping) return; // a running pump picks new events up
+    scheduled = true;
+    const go = () => {
+      scheduled = false;
       timer = undefined;
-      void flush();
-    }, interval);
+      void pump();
+    };
+    if (size() >= maxBatch || interval === 0) setImmediate(go);
+    else timer = setTimeout(go, interval);
   };
+
+  /** Flushes until nothing waits; one pump at a time keeps logs -> result order across flushes. */
+  function pump(): Promise<void> {
+    pumping ??= (async () => {
+      try {
+        do await flushOnce();
+        while (size() > 0 || newlyDropped.length > 0);
+      } finally {
+        pumping = undefined;
+      }
+    })();
+    return pumping;
+  }
 
   async function flushOnce(): Promise<void> {
     const batchLogs = logs;
@@ -111,17 +130,10 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
   }
 
   function flush(): Promise<void> {
-    if (timer) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-    // One flush at a time keeps the order logs -> result across flushes.
-    const next = (flushing ?? Promise.resolve()).then(flushOnce);
-    flushing = next.finally(() => {
-      if (flushing === guarded) flushing = undefined;
-    });
-    const guarded = flushing;
-    return next;
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    scheduled = false;
+    return pump();
   }
 
   return {

@@ -283,11 +283,15 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
       }
       try {
-        return await store.tasks.create({
+        const out = await store.tasks.create({
           ...t,
           taskId: randomUUID(),
           idempotencyKey: idempotencyKey ?? null,
         });
+        // When this process holds the agent's stream, dispatch now rather than
+        // after the NOTIFY round trip (which still comes, and finds nothing).
+        if (out.created && gateway.session(t.agentId)) kick(t.agentId);
+        return out;
       } catch (err) {
         if ((err as { code?: string }).code === '23503') {
           throw new PlatformError('AGENT_NOT_FOUND', `agent ${input.agent_id} not found`);
