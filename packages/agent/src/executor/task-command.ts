@@ -95,7 +95,7 @@ export async function resolveRunAs(runAs: string): Promise<TaskUser | null> {
 
 /**
  * The task's environment: the agent's (or a minimal one when `cleanEnv`),
- * then the run-as user's identity, then `spec.env`, which wins.
+ * then the run-as user's identity and the clean PATH, then `spec.env`, which wins.
  */
 export function buildEnv(spec: TaskSpec, user: TaskUser | null): Record<string, string> {
   const env: Record<string, string> = {};
@@ -107,6 +107,9 @@ export function buildEnv(spec: TaskSpec, user: TaskUser | null): Record<string, 
   }
   if (spec.cleanEnv || user) {
     const who = user ?? agentUser();
+    // The agent's PATH may hold directories only the agent's user can read
+    // (e.g. root's ~/.pyenv); like sudo's secure_path, another user gets the clean one.
+    if (user) env.PATH = CLEAN_PATH;
     env.HOME = who.home;
     env.USER = who.name;
     env.LOGNAME = who.name;

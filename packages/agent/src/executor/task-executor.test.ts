@@ -508,6 +508,8 @@ test('run_as runs the script as that user, or is refused when the agent is not r
   if (process.getuid?.() === 0) {
     assert.equal(result.status, 'succeeded', result.error || result.stderr);
     assert.equal(result.stdout, 'nobody\n65534\n');
+    const py = await run(spec({ type: 'python', script: 'import os\nprint(os.getuid())', runAs: 'nobody' }));
+    assert.equal(py.result.stdout, '65534\n', py.result.error || py.result.stderr);
   } else {
     assert.equal(result.status, 'failed');
     assert.match(result.error, /needs the agent to run as root/);
