@@ -320,6 +320,17 @@ test('cancel stops a running task with status canceled', async () => {
   assert.equal(result.stdout, 'started\n');
 });
 
+test('a task canceled before it spawned never runs', async () => {
+  const marker = path.join(scratch, `never-${counter}`);
+  const task = executor.start(spec({ script: `touch ${marker}` }), () => undefined);
+  task.cancel('changed my mind');
+  const result = await task.result;
+  assert.equal(result.status, 'canceled');
+  assert.equal(result.error, 'canceled: changed my mind');
+  assert.equal(result.exitCode, -1);
+  assert.throws(() => readFileSync(marker), /ENOENT/);
+});
+
 test('the queue is FIFO, bounded, and a queued task can be canceled', async () => {
   const ex = createTaskExecutor(
     { logger, workDir: path.join(scratch, 'work'), maxConcurrent: 1, maxQueued: 2 },
