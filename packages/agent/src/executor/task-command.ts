@@ -4,7 +4,6 @@
  * message is the result's `error` text.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chownSync, constants as fsConstants, mkdirSync, writeFileSync } from 'node:fs';
 import { access, chmod, lstat, mkdir, readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import os from 'node:os';
@@ -200,7 +199,7 @@ export async function ensureWorkDir(dir: string): Promise<void> {
 /**
  * A fresh per-task directory holding the script file (mode 0700); chowned to
  * the run-as user. Synchronous: three small syscalls cost less than three hops
- * through the thread pool (bench/executor.ts). `name` must be unique per executor.
+ * through the thread pool (bench/executor.ts). `name` must be unique.
  */
 export function writeScript(
   workDir: string,
@@ -208,8 +207,7 @@ export function writeScript(
   spec: TaskSpec,
   user: TaskUser | null,
 ): { dir: string; scriptFile: string } {
-  // The random part keeps names unique across agent restarts that reuse a work dir.
-  const dir = path.join(workDir, `${name}-${randomBytes(4).toString('hex')}`);
+  const dir = path.join(workDir, name);
   mkdirSync(dir, { mode: 0o700 });
   const scriptFile = path.join(dir, spec.type === 'python' ? 'script.py' : 'script.sh');
   writeFileSync(scriptFile, spec.script, { mode: 0o700 });

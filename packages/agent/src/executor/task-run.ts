@@ -13,6 +13,7 @@
  * has been handed to the consumer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
@@ -160,7 +161,9 @@ export class TaskRun {
     }
     const user = await resolveRunAs(spec.runAs);
     await this.ctx.ensureWorkDir();
-    const name = `${safeName(spec.taskId)}-${this.ctx.serial}`;
+    // The random part keeps names unique across agent restarts (and agents) that
+    // share a work dir or cgroup parent where a crashed run left its directories.
+    const name = `${safeName(spec.taskId)}-${this.ctx.serial}-${randomBytes(4).toString('hex')}`;
     let written: { dir: string; scriptFile: string };
     try {
       written = writeScript(this.ctx.options.workDir, name, spec, user);
