@@ -293,16 +293,17 @@ export async function createTaskJournal(options: TaskJournalOptions): Promise<Ta
         entry = { file: taskFileName(taskId), acceptedAt: new Date(), completed: false };
         live.set(taskId, entry);
       }
-      const { file, acceptedAt } = entry;
-      await serial(taskId, () =>
-        writeRecord(file, {
+      const e = entry;
+      await serial(taskId, async () => {
+        await writeRecord(e.file, {
           v: 1,
           task_id: taskId,
-          accepted_at: acceptedAt.toISOString(),
+          accepted_at: e.acceptedAt.toISOString(),
           result: TaskResult.toJSON(result),
-        }),
-      );
-      entry.completed = true;
+        });
+        // Inside the serial step, so an ack queued behind this write sees it.
+        e.completed = true;
+      });
     },
 
     ack(taskId) {
@@ -350,6 +351,8 @@ export async function createTaskJournal(options: TaskJournalOptions): Promise<Ta
       clearInterval(pruneTimer);
       while (writes.size > 0) await Promise.all([...writes.values()]);
       await tombstones.close();
+      await tasksDir.close();
+      await rootDir.close();
     },
   };
 }
