@@ -218,6 +218,21 @@ test('taskCancel stops a running task: CANCELED with the reason', async () => {
   assert.ok(Date.now() - t0 < 5000, 'sleep got SIGTERM, not the full 30 s');
 });
 
+test('a cancel that arrives while the task is being journaled stops it before it starts', async () => {
+  const s = await setup();
+  const marker = path.join(s.root, 'early.txt');
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-early', `echo ran > ${marker}`), link);
+  // Same tick: accept() is still writing, nothing has been started yet.
+  s.runner.onMessage(cancel('t-early', 'changed my mind'), link);
+  await waitFor('result', () => link.results().length === 1);
+  assert.equal(link.results()[0]?.status, TaskStatus.TASK_STATUS_CANCELED);
+  assert.equal(link.results()[0]?.error, 'canceled: changed my mind');
+  assert.deepEqual(link.started(), []);
+  await assert.rejects(readFile(marker), { code: 'ENOENT' });
+});
+
 test('an unsupported task type gets a journaled FAILED result and never runs', async () => {
   const s = await setup();
   const link = fakeLink();
