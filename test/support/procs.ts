@@ -38,8 +38,9 @@ export interface Proc {
 export class ProcessGroup {
   private readonly procs = new Set<Proc>();
 
-  start(args: string[], env: Record<string, string> = {}): Proc {
-    const child = spawn(process.execPath, [APCTL, ...args], {
+  /** Starts `apctl args...`; `nodeArgs` go to node itself (e.g. --cpu-prof). */
+  start(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Proc {
+    const child = spawn(process.execPath, [...nodeArgs, APCTL, ...args], {
       cwd: ROOT,
       env: { ...process.env, AP_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -113,6 +113,12 @@ export function createAgentConnection(options: AgentConnectionOptions): AgentCon
       let silenceTimer: NodeJS.Timeout | undefined;
       let lastHeard = Date.now();
       let intervalMs = 10_000;
+      /** Writers waiting for the stream to drain; released on drain and when the session ends. */
+      const drainWaiters = new Set<() => void>();
+      const releaseDrains = () => {
+        for (const r of drainWaiters) r();
+        drainWaiters.clear();
+      };
 
       const finish = (why: string, err?: unknown) => {
         if (done) return;
@@ -126,6 +132,7 @@ export function createAgentConnection(options: AgentConnectionOptions): AgentCon
         const fields = { server: address, why, grpc_code: e?.code, error_code: code, details: e?.details };
         if (ready) logger.warn(fields, 'session ended');
         else logger.warn(fields, 'could not open session');
+        releaseDrains();
         call.removeAllListeners();
         call.on('error', () => undefined);
         call.cancel();
@@ -143,12 +150,8 @@ export function createAgentConnection(options: AgentConnectionOptions): AgentCon
         drain() {
           if (done || !call.writableNeedDrain) return Promise.resolve();
           return new Promise((r) => {
-            const onDone = () => {
-              call.off('drain', onDone);
-              r();
-            };
-            call.once('drain', onDone);
-            call.once('close', onDone);
+            drainWaiters.add(r);
+            call.once('drain', releaseDrains);
           });
         },
       };

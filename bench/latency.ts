@@ -1,0 +1,77 @@
+/**
+ * `npm run bench:latency`: REST create -> stored result of `true` on one real
+ * agent, sequentially, against a bare Node spawn of `sh -c true` measured in
+ * the same run. Goal: p50 within 3 ms of the bare spawn.
+ *
+ * Two views of each task: `client` is what a caller sees (POST, then the SSE
+ * follow stream's end event); `server` is completed_at - created_at as stored.
+ */
+import { bareSpawn, report, round, startCluster, summarize } from './support.js';
+
+const N = Number(process.env.BENCH_N ?? 300);
+const WARMUP = 30;
+
+async function oneTask(http: string, agentId: string): Promise<{ client: number; server: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`${http}/api/v1/tasks`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ agent_id: agentId, type: 'shell', script: 'true', timeout: 30 }),
+  });
+  const task = (await res.json()) as { task_id: string };
+  const follow = await fetch(`${http}/api/v1/tasks/${task.task_id}/logs?follow=1`);
+  const text = await follow.text();
+  const client = performance.now() - t0;
+  if (!text.includes('"status":"succeeded"')) throw new Error(`task did not succeed: ${text.slice(-300)}`);
+  const stored = (await (await fetch(`${http}/api/v1/tasks/${task.task_id}`)).json()) as {
+    created_at: string;
+    completed_at: string;
+  };
+  return { client, server: Date.parse(stored.completed_at) - Date.parse(stored.created_at) };
+}
+
+const cluster = await startCluster('latency', 1);
+try {
+  const agentId = cluster.agentIds[0] ?? '';
+  for (let i = 0; i < WARMUP; i++) {
+    await oneTask(cluster.http, agentId);
+    await bareSpawn();
+  }
+  const client: number[] = [];
+  const server: number[] = [];
+  const bare: number[] = [];
+  for (let i = 0; i < N; i++) {
+    const r = await oneTask(cluster.http, agentId);
+    client.push(r.client);
+    server.push(r.server);
+    const t0 = performance.now();
+    await bareSpawn();
+    bare.push(performance.now() - t0);
+  }
+  const c = summarize(client);
+  const s = summarize(server);
+  const b = summarize(bare);
+  report(
+    `latency: create -> stored result of \`true\`, one agent, ${N} sequential tasks`,
+    ['what', 'p50 ms', 'p99 ms', 'mean ms'],
+    [
+      ['bare spawn `sh -c true` (same run)', round(b.p50), round(b.p99), round(b.mean)],
+      ['platform, client view (POST -> SSE end)', round(c.p50), round(c.p99), round(c.mean)],
+      ['platform, stored (completed_at - created_at)', round(s.p50), round(s.p99), round(s.mean)],
+      ['client p50 minus bare p50', round(c.p50 - b.p50), '', ''],
+    ],
+    {
+      bench: 'latency',
+      n: N,
+      bare_spawn_p50_ms: round(b.p50),
+      client_p50_ms: round(c.p50),
+      client_p99_ms: round(c.p99),
+      stored_p50_ms: round(s.p50),
+      stored_p99_ms: round(s.p99),
+      p50_over_bare_ms: round(c.p50 - b.p50),
+      goal_p50_over_bare_ms: 3,
+    },
+  );
+} finally {
+  await cluster.stop();
+}

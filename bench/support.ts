@@ -1,0 +1,177 @@
+/**
+ * Shared by the benchmarks: a fresh database on the PostgreSQL at 127.0.0.1
+ * (BENCH_DATABASE_URL overrides), the built `apctl` as real platform and agent
+ * processes, percentiles, and the table + JSON-line report.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import pg from 'pg';
+import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../test/support/procs.js';
+
+export const SERVER_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+export async function freshDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${Date.now().toString(36)}_${randomBytes(2).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: SERVER_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const u = new URL(SERVER_URL);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: SERVER_URL });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+export interface Cluster {
+  procs: ProcessGroup;
+  platform: Proc;
+  http: string;
+  grpcPort: number;
+  db: { url: string; drop(): Promise<void> };
+  agents: Proc[];
+  /** Agent ids, in start order. */
+  agentIds: string[];
+  stop(): Promise<void>;
+}
+
+/** A platform process and `agents` agent processes, all online. */
+export async function startCluster(
+  name: string,
+  agents: number,
+  capacity = 5,
+  extraAgentArgs: string[] = [],
+): Promise<Cluster> {
+  const procs = new ProcessGroup();
+  const db = await freshDatabase(`ap_bench_${name}`);
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const http = `http://127.0.0.1:${httpPort}`;
+  const env = { DATABASE_URL: db.url, AP_LOG_LEVEL: 'warn' };
+  const platform = procs.start(
+    ['server', '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`],
+    env,
+  );
+  await waitFor('platform', async () => (await fetch(`${http}/healthz`).catch(() => undefined))?.ok, 30_000);
+  const work = tempDir(`bench-${name}`);
+  const agentProcs: Proc[] = [];
+  for (let i = 0; i < agents; i++) {
+    agentProcs.push(
+      procs.start(
+        [
+          'agent',
+          '--server',
+          `127.0.0.1:${grpcPort}`,
+          '--state-dir',
+          path.join(work, `a${i}`),
+          '--labels',
+          `bench=${name},i=${i}`,
+          '--capacity',
+          String(capacity),
+          ...extraAgentArgs,
+        ],
+        { AP_LOG_LEVEL: 'warn' },
+      ),
+    );
+  }
+  const ids = await waitFor(
+    `${agents} agents online`,
+    async () => {
+      const r = await fetch(`${http}/api/v1/agents?status=online&label=bench=${name}&limit=1000`);
+      const body = (await r.json()) as { agents: { agent_id: string; labels: Record<string, string> }[] };
+      if (body.agents.length !== agents) return undefined;
+      return body.agents.sort((a, b) => Number(a.labels.i) - Number(b.labels.i)).map((a) => a.agent_id);
+    },
+    60_000,
+    200,
+  );
+  return {
+    procs,
+    platform,
+    http,
+    grpcPort,
+    db,
+    agents: agentProcs,
+    agentIds: ids,
+    async stop() {
+      await procs.killAll();
+      await db.drop();
+    },
+  };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? NaN;
+}
+
+export function summarize(samples: number[]): { p50: number; p99: number; mean: number; n: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  return {
+    p50: percentile(s, 50),
+    p99: percentile(s, 99),
+    mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length),
+    n: s.length,
+  };
+}
+
+export const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** Prints a markdown table and then, last, one JSON line. */
+export function report(
+  title: string,
+  header: string[],
+  rows: (string | number)[][],
+  json: Record<string, unknown>,
+): void {
+  console.log(`\n## ${title}\n`);
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`| ${header.map(() => '---').join(' | ')} |`);
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  console.log('');
+  console.log(JSON.stringify(json));
+}
+
+/** One bare `sh -c true` spawn, output read, as the baseline the platform is measured against. */
+export function bareSpawn(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.resume();
+    child.stderr.resume();
+    child.on('error', reject);
+    child.on('close', () => resolve());
+  });
+}
+
+/** Bare spawns per second with `parallel` at once, over `total` spawns. */
+export async function bareSpawnRate(total: number, parallel: number): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < total) {
+        next++;
+        await bareSpawn();
+      }
+    }),
+  );
+  return total / ((performance.now() - t0) / 1000);
+}
+
+export async function postJson<T>(url: string, body: unknown): Promise<T> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}

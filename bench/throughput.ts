@@ -1,0 +1,94 @@
+/**
+ * `npm run bench:throughput`: tasks/s of `true` completed (created -> result
+ * stored) with 1, 10 and 50 real agent processes on the PostgreSQL at
+ * 127.0.0.1, against this machine's 8-way bare spawn rate measured in the same
+ * run. Goal: >= 50 % of the bare rate (spawning, not the platform, limits).
+ *
+ * Tasks are created through the REST API by 16 concurrent clients; the rate is
+ * tasks / (last completed_at - first created_at), read from the database.
+ * `--agents 1,10,50` and `--tasks N` (per configuration) override the defaults.
+ */
+import pg from 'pg';
+import { bareSpawnRate, postJson, report, round, startCluster } from './support.js';
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
+}
+const AGENT_COUNTS = arg('agents', '1,10,50').split(',').map(Number);
+const TASKS = Number(arg('tasks', '1500'));
+const CLIENTS = 16;
+
+async function run(agents: number): Promise<{ rate: number; p50: number; p99: number; succeeded: number }> {
+  // capacity 8 per agent: a single agent can use both cores, as 8-way bare spawn does.
+  const cluster = await startCluster(`tp${agents}`, agents, 8);
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (next < TASKS) {
+          const i = next++;
+          const agentId = cluster.agentIds[i % agents] ?? '';
+          await postJson(`${cluster.http}/api/v1/tasks`, {
+            agent_id: agentId,
+            type: 'shell',
+            script: 'true',
+            timeout: 60,
+          });
+        }
+      }),
+    );
+    const c = new pg.Client({ connectionString: cluster.db.url });
+    await c.connect();
+    try {
+      for (;;) {
+        const { rows } = await c.query<{ n: string }>(
+          `select count(*) as n from tasks where status in ('pending', 'dispatched', 'running')`,
+        );
+        if (rows[0]?.n === '0') break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const { rows } = await c.query<{ secs: number; ok: string; p50: number; p99: number }>(`
+        select extract(epoch from max(completed_at) - min(created_at))::float8 as secs,
+               count(*) filter (where status = 'succeeded') as ok,
+               percentile_cont(0.5) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p50,
+               percentile_cont(0.99) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p99
+          from tasks`);
+      const r = rows[0];
+      if (!r) throw new Error('no rows');
+      return { rate: TASKS / r.secs, p50: r.p50, p99: r.p99, succeeded: Number(r.ok) };
+    } finally {
+      await c.end();
+    }
+  } finally {
+    await cluster.stop();
+  }
+}
+
+const bare = await bareSpawnRate(2000, 8);
+const rows: (string | number)[][] = [['bare `sh -c true`, 8 at once', '', round(bare, 0), '100 %', '', '']];
+const json: Record<string, unknown> = {
+  bench: 'throughput',
+  tasks_per_config: TASKS,
+  bare_spawn_8way_per_s: round(bare, 0),
+};
+for (const n of AGENT_COUNTS) {
+  const r = await run(n);
+  rows.push([
+    `platform, ${n} agent process${n > 1 ? 'es' : ''}`,
+    `${r.succeeded}/${TASKS}`,
+    round(r.rate, 0),
+    `${round((100 * r.rate) / bare, 0)} %`,
+    round(r.p50, 1),
+    round(r.p99, 1),
+  ]);
+  json[`agents_${n}_per_s`] = round(r.rate, 0);
+  json[`agents_${n}_ratio`] = round(r.rate / bare, 3);
+  json[`agents_${n}_latency_p50_ms`] = round(r.p50, 1);
+}
+report(
+  `throughput: \`true\` tasks created -> result stored (${TASKS} per configuration)`,
+  ['what', 'succeeded', 'tasks/s', 'of bare', 'p50 ms', 'p99 ms'],
+  rows,
+  { ...json, goal_ratio: 0.5 },
+);
