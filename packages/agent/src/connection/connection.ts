@@ -76,7 +76,8 @@ export function createAgentConnection(options: AgentConnectionOptions): AgentCon
   if (options.servers.length === 0) throw new Error('at least one server address is required');
   let handlers: ConnectionHandlers = options.handlers ?? {};
   let state: ConnectionState = 'IDLE';
-  let serverIndex = 0;
+  // Start at a random address so a fleet given the same list spreads over the platform processes.
+  let serverIndex = Math.floor(Math.random() * options.servers.length);
   let stopped = false;
   let loop: Promise<void> | undefined;
   let abortCurrent: (() => void) | undefined;
