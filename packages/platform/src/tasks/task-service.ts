@@ -142,6 +142,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   });
   const events = writer.events;
   const dispatching = new Map<string, boolean>();
+  /** Tasks created here whose agent this process holds: their NOTIFY needs no second claim. */
+  const kickedHere = new Set<string>();
   let listener: pg.Client | undefined;
   let timers: NodeJS.Timeout[] = [];
   let closed = false;
@@ -206,8 +208,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       if (!agentId) return;
       const session = gateway.session(agentId);
       if (!session) return;
-      if (kind === 'pending') kick(agentId);
-      else if (kind === 'cancel' && taskId) sendCancel(session, taskId, 'canceled by request');
+      if (kind === 'pending') {
+        // Already dispatched at creation by this process: skip the redundant claim.
+        if (taskId && kickedHere.delete(taskId)) return;
+        kick(agentId);
+      } else if (kind === 'cancel' && taskId) sendCancel(session, taskId, 'canceled by request');
     });
     client.on('error', (err) => {
       logger.warn({ err }, 'LISTEN connection failed; polling covers until it is back');
@@ -290,7 +295,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         });
         // When this process holds the agent's stream, dispatch now rather than
         // after the NOTIFY round trip (which still comes, and finds nothing).
-        if (out.created && gateway.session(t.agentId)) kick(t.agentId);
+        if (out.created && gateway.session(t.agentId)) {
+          kick(t.agentId);
+          kickedHere.add(out.task.task_id);
+          if (kickedHere.size > 10_000) kickedHere.clear(); // only an optimisation; the claim is idempotent
+        }
         return out;
       } catch (err) {
         if ((err as { code?: string }).code === '23503') {
