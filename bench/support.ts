@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../test/support/procs.js';
@@ -175,3 +176,41 @@ export async function postJson<T>(url: string, body: unknown): Promise<T> {
   if (!res.ok) throw new Error(`${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux/x86). */
+export const CLK_TCK = 100;
+
+/** RSS (bytes) and CPU time used so far (user + system, seconds) of a process, from /proc. */
+export function procSample(pid: number): { rssBytes: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+  // Fields after the command name (which may hold spaces): utime and stime are 14th and 15th overall.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(rest[11]) + Number(rest[12]);
+  return { rssBytes: rssKb * 1024, cpuSeconds: ticks / CLK_TCK };
+}
+
+/** CPU seconds of several processes together (ones that have exited count as 0). */
+export function cpuSecondsOf(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += procSample(pid).cpuSeconds;
+    } catch {
+      // gone
+    }
+  }
+  return sum;
+}
+
+/** Whole-machine CPU counters from /proc/stat, seconds summed over all cores. */
+export function machineCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+}
+
+export const MB = 1024 * 1024;
