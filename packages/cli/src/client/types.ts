@@ -46,8 +46,10 @@ export interface CreateTaskBody {
   working_dir?: string;
   run_as?: string;
   limits?: TaskLimits;
-  /** Seconds a task may wait for an offline agent before it is `expired`. */
+  /** Seconds a task may wait for an offline agent before it is `expired` (platform default 600). */
   delivery_timeout?: number;
+  /** Seconds from SIGTERM to SIGKILL on timeout or cancel (platform default 5). */
+  kill_grace?: number;
 }
 
 export interface TaskJson {
@@ -55,14 +57,20 @@ export interface TaskJson {
   agent_id: string;
   type: TaskType;
   status: TaskStatus;
+  /** Only in `GET /tasks/:id`, as are `stdout` and `stderr`. */
   script?: string;
-  timeout: number;
-  delivery_timeout: number | null;
   args: string[];
   env: Record<string, string>;
-  working_dir: string | null;
-  run_as: string | null;
-  limits: TaskLimits | null;
+  clean_env: boolean;
+  /** `''` = the agent's default. */
+  working_dir: string;
+  /** `''` = the agent's user. */
+  run_as: string;
+  timeout: number;
+  kill_grace: number;
+  delivery_timeout: number;
+  /** Every limit is present; 0 = none. */
+  limits: Required<TaskLimits>;
   exit_code: number | null;
   signal: string | null;
   error: string | null;
@@ -72,8 +80,12 @@ export interface TaskJson {
   stderr_bytes: number;
   stdout_truncated: boolean;
   stderr_truncated: boolean;
-  limits_enforced: { name: string; mechanism: string; value: number | string }[] | null;
+  limits_enforced: { name: string; mechanism: string; value: number }[];
+  log_bytes: number;
+  logs_dropped: boolean;
+  cancel_reason: string | null;
   created_at: string;
+  delivery_deadline: string;
   dispatched_at: string | null;
   started_at: string | null;
   completed_at: string | null;

@@ -35,6 +35,7 @@ interface RunFlags extends ClientFlags {
   file?: string;
   timeout?: string;
   deliveryTimeout?: string;
+  killGrace?: string;
   env?: string[];
   cleanEnv?: boolean;
   arg?: string[];
@@ -66,7 +67,11 @@ export function registerRunCommand(program: Command): void {
       .option('--arg <value>', 'argument to the script ($1…, sys.argv[1:]); repeatable', collect)
       .option('--workdir <dir>', 'working directory on the agent')
       .option('--run-as <user>', 'user to run as on the agent')
-      .option('--delivery-timeout <seconds>', 'give up (expired) if the agent is not reached in time')
+      .option(
+        '--delivery-timeout <seconds>',
+        "give up (expired) if the agent is not reached in time [platform's, 600]",
+      )
+      .option('--kill-grace <seconds>', "SIGTERM to SIGKILL on timeout or cancel [platform's, 5]")
       .option('--memory <size>', 'memory limit, e.g. 512M')
       .option('--cpu <millicores>', 'CPU limit in millicores (1000 = one core)')
       .option('--max-processes <n>', 'limit on processes/threads')
@@ -109,6 +114,7 @@ async function taskBody(words: string[], f: RunFlags): Promise<CreateTaskBody> {
   if (f.timeout !== undefined) body.timeout = parseInteger('--timeout', f.timeout);
   if (f.deliveryTimeout !== undefined)
     body.delivery_timeout = parseInteger('--delivery-timeout', f.deliveryTimeout);
+  if (f.killGrace !== undefined) body.kill_grace = parseInteger('--kill-grace', f.killGrace);
   if (f.env) body.env = parseEnv(f.env);
   if (f.cleanEnv) body.clean_env = true;
   if (f.arg) body.args = f.arg;

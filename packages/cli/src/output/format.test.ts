@@ -10,13 +10,15 @@ const task: TaskJson = {
   type: 'shell',
   status: 'failed',
   script: 'echo hi\nexit 3',
-  timeout: 30,
-  delivery_timeout: null,
   args: ['a b'],
   env: { FOO: 'bar' },
-  working_dir: null,
-  run_as: null,
-  limits: null,
+  clean_env: false,
+  working_dir: '',
+  run_as: '',
+  timeout: 30,
+  kill_grace: 5,
+  delivery_timeout: 600,
+  limits: { memory_bytes: 268435456, cpu_millicores: 0, max_processes: 0, max_output_bytes: 0 },
   exit_code: 3,
   signal: null,
   error: null,
@@ -27,7 +29,11 @@ const task: TaskJson = {
   stdout_truncated: false,
   stderr_truncated: false,
   limits_enforced: [],
+  log_bytes: 3,
+  logs_dropped: false,
+  cancel_reason: null,
   created_at: '2026-11-28T07:08:23.456Z',
+  delivery_deadline: '2026-11-28T07:18:23.456Z',
   dispatched_at: '2026-11-28T07:08:23.500Z',
   started_at: '2026-11-28T07:08:23.600Z',
   completed_at: '2026-11-28T07:08:24.834Z',
@@ -81,6 +87,9 @@ test('a task shows its fields, then its script and captured output as indented b
   assert.match(out, /^exit_code\s+3$/m);
   assert.match(out, /^args\s+"a b"$/m);
   assert.match(out, /^env\s+FOO=bar$/m);
+  // Limits of 0 mean none and are not shown; empty strings read as `-`.
+  assert.match(out, /^limits\s+memory_bytes=268435456$/m);
+  assert.match(out, /^working_dir\s+-$/m);
   assert.match(out, /^script:\n {2}echo hi\n {2}exit 3\n/m);
   assert.match(out, /^stdout:\n {2}hi\n/m);
   assert.doesNotMatch(out, /^stderr:/m);

@@ -60,7 +60,9 @@ function bytes(n: number, truncated: boolean): string {
 }
 
 export function formatTask(t: TaskJson, now = Date.now()): string {
-  const or = (v: string | number | null | undefined) => (v === null || v === undefined ? DASH : String(v));
+  const or = (v: string | number | null | undefined) =>
+    v === null || v === undefined || v === '' ? DASH : String(v);
+  const limits = Object.fromEntries(Object.entries(t.limits).filter(([, v]) => v !== 0));
   const pairs: [string, string][] = [
     ['task_id', t.task_id],
     ['agent_id', t.agent_id],
@@ -69,16 +71,16 @@ export function formatTask(t: TaskJson, now = Date.now()): string {
     ['exit_code', or(t.exit_code)],
     ['signal', or(t.signal)],
     ['error', or(t.error)],
-    ['timeout', `${t.timeout}s`],
-    ['delivery_timeout', t.delivery_timeout === null ? DASH : `${t.delivery_timeout}s`],
+    ['timeout', `${t.timeout}s (kill grace ${t.kill_grace}s)`],
+    ['delivery_timeout', `${t.delivery_timeout}s`],
     ['args', t.args.length === 0 ? DASH : t.args.map((a) => JSON.stringify(a)).join(' ')],
-    ['env', kv(t.env)],
+    ['env', kv(t.env) + (t.clean_env ? ' (clean)' : '')],
     ['working_dir', or(t.working_dir)],
     ['run_as', or(t.run_as)],
-    ['limits', kv(t.limits as Record<string, unknown> | null)],
+    ['limits', kv(limits)],
     [
       'limits_enforced',
-      t.limits_enforced?.length
+      t.limits_enforced.length > 0
         ? t.limits_enforced.map((l) => `${l.name}=${l.value} (${l.mechanism})`).join(', ')
         : DASH,
     ],
@@ -88,9 +90,11 @@ export function formatTask(t: TaskJson, now = Date.now()): string {
     ['completed_at', formatTime(t.completed_at)],
     ['duration', taskDuration(t, now)],
     ['cancel_requested_at', formatTime(t.cancel_requested_at)],
+    ['cancel_reason', or(t.cancel_reason)],
     ['stdout_bytes', bytes(t.stdout_bytes, t.stdout_truncated)],
     ['stderr_bytes', bytes(t.stderr_bytes, t.stderr_truncated)],
   ];
+  if (t.logs_dropped) pairs.push(['logs', `${t.log_bytes} bytes kept, the rest dropped`]);
   let out = renderKeyValues(pairs);
   if (t.script) out += renderBlock('script', t.script);
   if (t.stdout) out += renderBlock('stdout', t.stdout, t.stdout_truncated ? '(truncated)' : '');
