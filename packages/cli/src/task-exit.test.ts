@@ -26,6 +26,10 @@ test('a task with no exit code exits 1 and says why in one line', () => {
     message: 'task t1 lost: agent restarted while the task ran',
   });
   assert.deepEqual(taskExitCode(end('expired', null)), { code: 1, message: 'task t1 expired' });
+  assert.equal(
+    taskExitCode(end('timed_out', 143, 'timed out after 1s')).message,
+    'task t1 timed out after 1s',
+  );
   assert.deepEqual(taskExitCode(end('failed', null, 'spawn sh ENOENT')), {
     code: 1,
     message: 'task t1 failed: spawn sh ENOENT',

@@ -20,20 +20,24 @@ export interface TaskExit {
 }
 
 export function taskExitCode(end: TaskEnd): TaskExit {
-  const id = end.task_id;
-  const why = end.error ? `: ${end.error}` : '';
+  // `task <id> lost: <error>`; an error that already starts with its status
+  // ("timed out after 1s") is not repeated ("timed_out: timed out after 1s").
+  const said = end.status.replace('_', ' ');
+  const message = !end.error
+    ? `task ${end.task_id} ${end.status}`
+    : end.error.startsWith(said)
+      ? `task ${end.task_id} ${end.error}`
+      : `task ${end.task_id} ${end.status}: ${end.error}`;
   switch (end.status) {
     case 'succeeded':
       return { code: end.exit_code ?? 0 };
     case 'failed':
-      return end.exit_code !== null
-        ? { code: end.exit_code }
-        : { code: 1, message: `task ${id} failed${why}` };
+      return end.exit_code !== null ? { code: end.exit_code } : { code: 1, message };
     case 'timed_out':
-      return { code: EXIT_TIMED_OUT, message: `task ${id} timed out${why}` };
+      return { code: EXIT_TIMED_OUT, message };
     case 'canceled':
-      return { code: EXIT_INTERRUPTED, message: `task ${id} canceled${why}` };
+      return { code: EXIT_INTERRUPTED, message };
     default:
-      return { code: 1, message: `task ${id} ${end.status}${why}` };
+      return { code: 1, message };
   }
 }

@@ -101,3 +101,16 @@ test('a 503 is retried', async () => {
   });
   assert.equal(r.exit_code, 0);
 });
+
+test('seqs the platform never sends are reported as a gap', async () => {
+  const { client } = fakeClient([() => body(log(1) + log(2) + log(5) + end)]);
+  const gaps: [number, number][] = [];
+  await followTaskLogs({
+    client,
+    taskId: 't',
+    onLog: () => undefined,
+    onGap: (from, to) => gaps.push([from, to]),
+    sleep: async () => undefined,
+  });
+  assert.deepEqual(gaps, [[3, 4]]);
+});

@@ -17,6 +17,11 @@ export interface FollowLogsOptions {
   sinceSeq?: number;
   /** Called once per log, in seq order; awaited (backpressure on stdout). */
   onLog: (log: LogEntry) => void | Promise<void>;
+  /**
+   * Called when seqs between two delivered logs never arrive (`from`..`to`
+   * inclusive): the platform does not have them, e.g. written while it was down.
+   */
+  onGap?: (from: number, to: number) => void;
   /** Called before each reconnect attempt with the attempt number (1 = first after a drop). */
   onReconnect?: (attempt: number, reason: unknown) => void;
   signal?: AbortSignal;
@@ -55,6 +60,7 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
         if (ev.event === 'log') {
           const log = parseJson<LogEntry>(ev.data, 'log');
           if (log.seq <= lastSeq) continue;
+          if (log.seq > lastSeq + 1) opts.onGap?.(lastSeq + 1, log.seq - 1);
           await opts.onLog(log);
           lastSeq = log.seq;
         } else if (ev.event === 'end') {

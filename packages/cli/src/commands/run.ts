@@ -204,6 +204,10 @@ async function runTask(
     onLog: async (log) => {
       await writeOut(log.stream === 'stderr' ? process.stderr : process.stdout, log.output);
     },
+    onGap: (from, to) =>
+      say(
+        `output chunks ${from === to ? from : `${from}-${to}`} of task ${taskId} are missing on the platform`,
+      ),
     onReconnect: (attempt, reason) => {
       // One line per outage, not one per attempt.
       if (attempt === 1) {
