@@ -8,6 +8,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import { AUTH_HEADERS } from '../support/security.js';
 
 const HEARTBEAT_S = 1;
 const TERMINAL = ['succeeded', 'failed', 'timed_out', 'canceled', 'lost', 'expired'];
@@ -67,7 +68,7 @@ const base = () => `http://127.0.0.1:${httpPort}`;
 async function api<T>(method: string, p: string, body?: unknown): Promise<{ status: number; body: T }> {
   const res = await fetch(`${base()}${p}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? AUTH_HEADERS : { ...AUTH_HEADERS, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as T };
@@ -79,10 +80,14 @@ async function agentByName(name: string): Promise<AgentJson | undefined> {
 }
 
 async function onlineAgent(name: string, timeoutMs = 20_000): Promise<AgentJson> {
-  return waitFor(`agent ${name} online`, async () => {
-    const a = await agentByName(name);
-    return a?.status === 'online' ? a : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `agent ${name} online`,
+    async () => {
+      const a = await agentByName(name);
+      return a?.status === 'online' ? a : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 async function healthy(): Promise<boolean> {
@@ -93,8 +98,18 @@ async function healthy(): Promise<boolean> {
   }
 }
 
-async function createTask(agentId: string, script: string, extra: Record<string, unknown> = {}): Promise<TaskJson> {
-  const r = await api<TaskJson>('POST', '/api/v1/tasks', { agent_id: agentId, type: 'shell', script, timeout: 120, ...extra });
+async function createTask(
+  agentId: string,
+  script: string,
+  extra: Record<string, unknown> = {},
+): Promise<TaskJson> {
+  const r = await api<TaskJson>('POST', '/api/v1/tasks', {
+    agent_id: agentId,
+    type: 'shell',
+    script,
+    timeout: 120,
+    ...extra,
+  });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   return r.body;
 }
@@ -139,10 +154,14 @@ test('SIGKILL of the platform while 200 tasks run on 3 agents: all finish, resul
     const t = await createTask(agent.agent_id, `echo ${token} >> ${ranFile}\nsleep 0.2\necho done-${token}`);
     tokens.set(t.task_id, token);
   }
-  await waitFor('some tasks finished', async () => {
-    const { body } = await api<{ tasks: TaskJson[] }>('GET', '/api/v1/tasks?status=succeeded&limit=1000');
-    return body.tasks.length >= 20;
-  }, 30_000);
+  await waitFor(
+    'some tasks finished',
+    async () => {
+      const { body } = await api<{ tasks: TaskJson[] }>('GET', '/api/v1/tasks?status=succeeded&limit=1000');
+      return body.tasks.length >= 20;
+    },
+    30_000,
+  );
   process.kill(platform.pid, 'SIGKILL');
   await platform.exited;
   await new Promise((r) => setTimeout(r, 500));
@@ -160,7 +179,11 @@ test('SIGKILL of the platform while 200 tasks run on 3 agents: all finish, resul
     500,
   );
   const bad = all.filter((t) => t.status !== 'succeeded');
-  assert.deepEqual(bad.map((t) => [t.status, t.error]), [], 'every task succeeded');
+  assert.deepEqual(
+    bad.map((t) => [t.status, t.error]),
+    [],
+    'every task succeeded',
+  );
   for (const t of all) assert.equal(t.stdout, `done-${tokens.get(t.task_id)}\n`);
   const ran = readFileSync(ranFile, 'utf8').trim().split('\n');
   const counts = new Map<string, number>();
@@ -179,7 +202,10 @@ test('SIGKILL of an agent mid-task: restarted, the running task is lost with a r
   const pidFile = path.join(work, 'long.pid');
   const long = await createTask(agent.agent_id, `echo $$ > ${pidFile}\nexec sleep 300`);
   const quick = await createTask(agent.agent_id, 'sleep 1.5; echo quick-done');
-  await waitFor('long task running', async () => (await getTask(long.task_id)).status === 'running' && existsSync(pidFile));
+  await waitFor(
+    'long task running',
+    async () => (await getTask(long.task_id)).status === 'running' && existsSync(pidFile),
+  );
   const longPid = Number(readFileSync(pidFile, 'utf8').trim());
   assert.ok(pidAlive(longPid));
   // Freeze the platform so the quick result cannot be acknowledged, let the quick
@@ -190,16 +216,24 @@ test('SIGKILL of an agent mid-task: restarted, the running task is lost with a r
   await agentProc.exited;
   process.kill(platform.pid, 'SIGCONT');
   startAgent('k1');
-  const lost = await waitFor('long task lost', async () => {
-    const t = await getTask(long.task_id);
-    return TERMINAL.includes(t.status) ? t : undefined;
-  }, 30_000);
+  const lost = await waitFor(
+    'long task lost',
+    async () => {
+      const t = await getTask(long.task_id);
+      return TERMINAL.includes(t.status) ? t : undefined;
+    },
+    30_000,
+  );
   assert.equal(lost.status, 'lost');
   assert.match(lost.error ?? '', /restart/);
-  const q = await waitFor('quick task delivered', async () => {
-    const t = await getTask(quick.task_id);
-    return TERMINAL.includes(t.status) ? t : undefined;
-  }, 30_000);
+  const q = await waitFor(
+    'quick task delivered',
+    async () => {
+      const t = await getTask(quick.task_id);
+      return TERMINAL.includes(t.status) ? t : undefined;
+    },
+    30_000,
+  );
   assert.equal(q.status, 'succeeded');
   assert.equal(q.stdout, 'quick-done\n');
   await waitFor('the lost task process is gone', async () => !pidAlive(longPid), 10_000);
@@ -211,17 +245,25 @@ test('SIGSTOP of an agent past 3 heartbeats: offline, then online after SIGCONT,
   const t = await createTask(agent.agent_id, 'sleep 4; echo survived');
   await waitFor('running', async () => (await getTask(t.task_id)).status === 'running');
   process.kill(proc.pid, 'SIGSTOP');
-  const off = await waitFor('offline', async () => {
-    const a = await agentByName('s1');
-    return a?.status === 'offline' ? a : undefined;
-  }, 15_000);
+  const off = await waitFor(
+    'offline',
+    async () => {
+      const a = await agentByName('s1');
+      return a?.status === 'offline' ? a : undefined;
+    },
+    15_000,
+  );
   assert.equal(off.disconnect_reason, 'heartbeat_timeout');
   process.kill(proc.pid, 'SIGCONT');
   await onlineAgent('s1', 30_000);
-  const done = await waitFor('task finished', async () => {
-    const x = await getTask(t.task_id);
-    return TERMINAL.includes(x.status) ? x : undefined;
-  }, 30_000);
+  const done = await waitFor(
+    'task finished',
+    async () => {
+      const x = await getTask(t.task_id);
+      return TERMINAL.includes(x.status) ? x : undefined;
+    },
+    30_000,
+  );
   assert.equal(done.status, 'succeeded');
   assert.equal(done.stdout, 'survived\n');
 });
