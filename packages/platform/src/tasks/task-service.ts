@@ -267,8 +267,21 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             );
             return;
           }
-          // If the write fails, no ack is sent and the agent re-sends after reconnecting.
-          await writer.result(rec);
+          try {
+            await writer.result(rec);
+          } catch (err) {
+            // The agent re-sends unacknowledged results when it reconnects, so end the
+            // stream rather than leave the result waiting for a reconnect that may never come.
+            logger.warn(
+              { err, agent_id: session.agentId, task_id: rec.taskId },
+              'result not stored; ending the session',
+            );
+            session.end(
+              new PlatformError('INTERNAL', 'result could not be stored; reconnect and send it again'),
+              'result_not_stored',
+            );
+            return;
+          }
           session.send({ message: { $case: 'resultAck', value: { taskId: rec.taskId } } });
           kick(session.agentId);
           return;
