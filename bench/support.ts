@@ -9,6 +9,17 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../test/support/procs.js';
+import { AUTH_HEADERS } from '../test/support/security.js';
+
+// Benchmarks start platforms the way the tests do (ProcessGroup: plaintext, the
+// harness's admin token). Every fetch made in a benchmark process carries that
+// token unless it sets its own Authorization header.
+const plainFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => {
+  const headers = new Headers(init?.headers);
+  for (const [k, v] of Object.entries(AUTH_HEADERS)) if (!headers.has(k)) headers.set(k, v);
+  return plainFetch(input, { ...init, headers });
+};
 
 export const SERVER_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 

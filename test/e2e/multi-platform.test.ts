@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import { AUTH_HEADERS } from '../support/security.js';
 
 const PLATFORMS = 3;
 const AGENTS = 6;
@@ -39,7 +40,7 @@ const http = (i: number) => `http://127.0.0.1:${httpPorts[i] ?? 0}`;
 async function api<T>(i: number, method: string, p: string, body?: unknown): Promise<T> {
   const res = await fetch(`${http(i)}${p}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? AUTH_HEADERS : { ...AUTH_HEADERS, 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return (await res.json()) as T;

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AUTH_HEADERS, TEST_PROCESS_ENV } from './security.js';
 
 export const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 export const APCTL = path.join(ROOT, 'packages/cli/dist/apctl.mjs');
@@ -42,7 +43,8 @@ export class ProcessGroup {
   start(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Proc {
     const child = spawn(process.execPath, [...nodeArgs, APCTL, ...args], {
       cwd: ROOT,
-      env: { ...process.env, AP_LOG_LEVEL: 'info', ...env },
+      // Plaintext and a known admin token unless the test says otherwise (see security.ts).
+      env: { ...process.env, AP_LOG_LEVEL: 'info', ...TEST_PROCESS_ENV, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let err = '';
@@ -100,6 +102,6 @@ export async function waitFor<T>(
 }
 
 export async function getJson<T = unknown>(url: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(url);
+  const res = await fetch(url, { headers: AUTH_HEADERS });
   return { status: res.status, body: (await res.json()) as T };
 }

@@ -32,6 +32,7 @@ test('stop() leaves no task process behind and journals the canceled result for 
   const agent = await startAgent({
     servers: ['127.0.0.1:1'],
     stateDir,
+    insecure: true,
     logger: pino({ level: 'silent' }),
     executor: { workDir: path.join(root, 'work') },
     stopAckTimeoutMs: 0,

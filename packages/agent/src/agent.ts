@@ -13,6 +13,7 @@ import { pino, type Logger } from 'pino';
 import { createAgentConnection, type AgentConnection } from './connection/index.js';
 import { createTaskExecutor, type TaskExecutor, type TaskExecutorOptions } from './executor/index.js';
 import { loadOrCreateAgentId } from './identity.js';
+import { identityCredentials, loadOrEnroll } from './enrollment/index.js';
 import { createTaskJournal, type TaskJournal, type TaskJournalOptions } from './journal/index.js';
 import { createTaskRunner, type TaskRunner } from './runner/index.js';
 
@@ -36,6 +37,19 @@ export interface AgentOptions {
    */
   stopAckTimeoutMs?: number;
   logger?: Logger;
+  /**
+   * Plaintext, no identity: the agent registers with the id in its state
+   * directory and the platform must run with --insecure. Default false.
+   */
+  insecure?: boolean;
+  /** Join token for the first start (enrollment); ignored once enrolled. */
+  joinToken?: string;
+  /** SHA-256 fingerprint of the platform CA, pinned at enrollment. */
+  caFingerprint?: string;
+  /** The platform CA certificate file, pinned at enrollment. */
+  caFile?: string;
+  /** Name to check the platform's certificate against instead of the dialled host. */
+  tlsServerName?: string;
 }
 
 export interface Agent {
@@ -58,7 +72,18 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const logger = options.logger ?? pino({ base: { service: 'agent' } });
   const stateDir = path.resolve(options.stateDir ?? './agent-state');
   const capacity = options.capacity ?? 5;
-  const agentId = await loadOrCreateAgentId(stateDir);
+  const identity = options.insecure
+    ? undefined
+    : await loadOrEnroll({
+        stateDir,
+        servers: options.servers,
+        joinToken: options.joinToken,
+        caFingerprint: options.caFingerprint,
+        caFile: options.caFile,
+        tlsServerName: options.tlsServerName,
+        logger: logger.child({ scope: 'enrollment' }),
+      });
+  const agentId = identity?.agentId ?? (await loadOrCreateAgentId(stateDir));
   const log = logger.child({ agent_id: agentId });
   // Recovery (LOST results, killing leftovers of a dead predecessor) happens
   // here, before the agent registers and can be sent anything.
@@ -86,6 +111,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
     logger: log.child({ scope: 'connection' }),
     handlers: runner,
+    credentials: identity ? identityCredentials(identity) : undefined,
+    tlsServerName: options.tlsServerName,
   });
   connection.start();
   log.info({ state_dir: stateDir, servers: options.servers, capacity }, 'agent started');

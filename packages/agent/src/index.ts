@@ -2,6 +2,7 @@ export { startAgent, type Agent, type AgentOptions } from './agent.js';
 export { loadOrCreateAgentId, parseLabels, hostIpAddresses } from './identity.js';
 export { AGENT_VERSION } from './version.js';
 export * from './connection/index.js';
+export * from './enrollment/index.js';
 export {
   createTaskJournal,
   LOST_ERROR,

@@ -7,6 +7,7 @@ import { registerDevCommand } from './commands/dev.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerTasksCommand } from './commands/tasks.js';
 import { registerAgentsCommand } from './commands/agents.js';
+import { registerTokensCommand } from './commands/tokens.js';
 import { describeError } from './errors.js';
 import { flushAndExit } from './output/write.js';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerRunCommand(program);
   registerTasksCommand(program);
   registerAgentsCommand(program);
+  registerTokensCommand(program);
   return program;
 }
 

@@ -14,6 +14,24 @@ export interface PlatformConfig {
   logLevel: string;
   /** Seconds an agent may be offline before its running tasks become lost. Env AP_LOST_GRACE; default 300. */
   lostGraceSeconds: number;
+  /**
+   * Plaintext gRPC and HTTP, agents identified by the id they send, no enrollment.
+   * For tests and trusted loopback only; logged loudly. Env AP_INSECURE=1; default false.
+   */
+  insecure: boolean;
+  /** Where the platform CA and server certificate live. Env AP_TLS_DIR; default <dataDir>/tls. */
+  tlsDir: string;
+  /** Server certificate chain (PEM) to use instead of the generated one. Env AP_TLS_CERT. */
+  tlsCertFile: string;
+  /** Its private key (PEM). Env AP_TLS_KEY. */
+  tlsKeyFile: string;
+  /** Extra DNS names / IPs for the generated server certificate. Env AP_TLS_SAN (comma-separated). */
+  tlsSans: string[];
+  /**
+   * An admin API token to accept (created at start if missing), for automation
+   * and tests. Env AP_BOOTSTRAP_TOKEN; default none.
+   */
+  bootstrapToken: string;
 }
 
 export const DEFAULT_CONFIG: PlatformConfig = {
@@ -24,7 +42,15 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   heartbeatIntervalSeconds: 10,
   logLevel: 'info',
   lostGraceSeconds: 300,
+  insecure: false,
+  tlsDir: '',
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  tlsSans: [],
+  bootstrapToken: '',
 };
+
+const truthy = (v: string | undefined) => v !== undefined && /^(1|true|yes|on)$/i.test(v.trim());
 
 /** Fills defaults from the environment, then from DEFAULT_CONFIG; explicit values win. */
 export function resolveConfig(
@@ -43,7 +69,22 @@ export function resolveConfig(
       DEFAULT_CONFIG.heartbeatIntervalSeconds,
     logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
     lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
+    insecure: explicit.insecure ?? (truthy(env.AP_INSECURE) || DEFAULT_CONFIG.insecure),
+    tlsDir: explicit.tlsDir ?? env.AP_TLS_DIR ?? DEFAULT_CONFIG.tlsDir,
+    tlsCertFile: explicit.tlsCertFile ?? env.AP_TLS_CERT ?? DEFAULT_CONFIG.tlsCertFile,
+    tlsKeyFile: explicit.tlsKeyFile ?? env.AP_TLS_KEY ?? DEFAULT_CONFIG.tlsKeyFile,
+    tlsSans:
+      explicit.tlsSans ??
+      (env.AP_TLS_SAN
+        ? env.AP_TLS_SAN.split(',')
+            .map((x) => x.trim())
+            .filter(Boolean)
+        : DEFAULT_CONFIG.tlsSans),
+    bootstrapToken: explicit.bootstrapToken ?? env.AP_BOOTSTRAP_TOKEN ?? DEFAULT_CONFIG.bootstrapToken,
   };
+  if (c.bootstrapToken !== '' && (c.bootstrapToken.length < 16 || !/^[\x21-\x7e]+$/.test(c.bootstrapToken))) {
+    throw new Error('the bootstrap token must be at least 16 printable characters without spaces');
+  }
   if (!Number.isInteger(c.lostGraceSeconds) || c.lostGraceSeconds < 1) {
     throw new Error(`lost grace must be an integer number of seconds >= 1, got ${c.lostGraceSeconds}`);
   }

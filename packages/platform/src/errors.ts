@@ -100,6 +100,43 @@ export const ERRORS = {
     message: 'the platform is shutting down',
     retryable: true,
   },
+  UNAUTHENTICATED: {
+    status: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+    message: 'a valid token is required',
+    retryable: false,
+  },
+  FORBIDDEN: {
+    status: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+    message: 'this token is not allowed to do that',
+    retryable: false,
+  },
+  TOKEN_NOT_FOUND: { status: 404, grpc: GrpcStatus.NOT_FOUND, message: 'token not found', retryable: false },
+  INVALID_JOIN_TOKEN: {
+    status: 401,
+    grpc: GrpcStatus.UNAUTHENTICATED,
+    message: 'join token is not valid, expired, used up or revoked',
+    retryable: false,
+  },
+  AGENT_REVOKED: {
+    status: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+    message: 'this agent has been revoked',
+    retryable: false,
+  },
+  IDENTITY_MISMATCH: {
+    status: 403,
+    grpc: GrpcStatus.PERMISSION_DENIED,
+    message: 'the agent may register only as itself',
+    retryable: false,
+  },
+  ENROLLMENT_UNAVAILABLE: {
+    status: 400,
+    grpc: GrpcStatus.FAILED_PRECONDITION,
+    message: 'enrollment needs TLS; this platform runs with --insecure',
+    retryable: false,
+  },
   INTERNAL: { status: 500, grpc: GrpcStatus.INTERNAL, message: 'internal error', retryable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

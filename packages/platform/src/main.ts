@@ -5,6 +5,8 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { parseListen, resolveConfig, type PlatformConfig } from './config.js';
 import {
@@ -17,6 +19,8 @@ import { createAgentGateway, type AgentGateway } from './gateway/index.js';
 import { createApiServer, type ApiServer } from './api/index.js';
 import { createTaskService, type TaskService } from './tasks/index.js';
 import { VERSION } from './version.js';
+import { loadOrCreatePki, type Pki } from './security/pki.js';
+import { API_TOKEN_PREFIX, generateToken, hashToken, newTokenId } from './security/tokens.js';
 
 export type PlatformState = 'STARTING' | 'RUNNING' | 'STOPPING' | 'STOPPED';
 
@@ -28,6 +32,12 @@ export interface Platform {
   readonly store: Store;
   readonly gateway: AgentGateway;
   readonly tasks: TaskService;
+  /** SHA-256 fingerprint of the platform CA; null with --insecure. */
+  readonly caFingerprint: string | null;
+  /** The CA certificate (PEM) clients and agents trust; null with --insecure. */
+  readonly caCertPem: string | null;
+  /** Where a first start wrote the initial admin token; null when none was written. */
+  readonly adminTokenFile: string | null;
   stop(): Promise<void>;
 }
 
@@ -71,11 +81,29 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
     store = createStore({ databaseUrl, logger: logger.child({ scope: 'store' }) });
     await store.migrate();
 
+    let pki: Pki | undefined;
+    if (config.insecure) {
+      logger.warn(
+        { insecure: true },
+        'INSECURE: plaintext gRPC and HTTP, agents are not authenticated; use only for tests or a trusted loopback',
+      );
+    } else {
+      pki = await loadOrCreatePki({
+        dir: config.tlsDir || path.join(config.dataDir, 'tls'),
+        sans: config.tlsSans,
+        certFile: config.tlsCertFile || undefined,
+        keyFile: config.tlsKeyFile || undefined,
+        logger: logger.child({ scope: 'pki' }),
+      });
+    }
+    const adminTokenFile = await bootstrapTokens(store, config, logger);
+
     gateway = createAgentGateway({
       store,
       logger: logger.child({ scope: 'gateway' }),
       platformNode: node,
       heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+      pki,
     });
     tasks = createTaskService({
       store,
@@ -90,7 +118,16 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
     const g = parseListen(config.grpcListen);
     const grpcPort = await gateway.listen(g.host, g.port);
 
-    api = await createApiServer({ store, tasks, logger, version: VERSION });
+    const gwForApi = gateway;
+    api = await createApiServer({
+      store,
+      tasks,
+      logger,
+      version: VERSION,
+      caFingerprint: pki?.caFingerprint ?? null,
+      https: pki ? { key: pki.serverKeyPem, cert: pki.serverCertPem } : undefined,
+      onAgentRevoked: (id) => gwForApi.revoke(id),
+    });
     const h = parseListen(config.httpListen);
     await api.listen({ host: h.host, port: h.port });
     const addr = api.server.address();
@@ -98,7 +135,13 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
 
     setState('RUNNING');
     logger.info(
-      { grpc: `${g.host}:${grpcPort}`, http: `${h.host}:${httpPort}`, embedded_db: !!embedded },
+      {
+        grpc: `${g.host}:${grpcPort}`,
+        http: `${pki ? 'https' : 'http'}://${h.host}:${httpPort}`,
+        tls: !!pki,
+        ca_fingerprint: pki?.caFingerprint,
+        embedded_db: !!embedded,
+      },
       'platform listening',
     );
     const s = store;
@@ -115,6 +158,9 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       store: s,
       gateway: gw,
       tasks: ts,
+      caFingerprint: pki?.caFingerprint ?? null,
+      caCertPem: pki?.caCertPem ?? null,
+      adminTokenFile,
       stop() {
         stopping ??= (async () => {
           setState('STOPPING');
@@ -128,4 +174,36 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
     await cleanup();
     throw err;
   }
+}
+
+/**
+ * AP_BOOTSTRAP_TOKEN, when set, is an admin token (created if missing). With
+ * no token at all in the database, a first admin token is made and written to
+ * `<dataDir>/admin-token` (mode 0600); its path is logged, never the token.
+ */
+async function bootstrapTokens(store: Store, config: PlatformConfig, logger: Logger): Promise<string | null> {
+  if (config.bootstrapToken) {
+    await store.tokens.ensureApi({
+      tokenId: newTokenId(),
+      name: 'bootstrap',
+      role: 'admin',
+      hash: hashToken(config.bootstrapToken),
+      createdBy: 'AP_BOOTSTRAP_TOKEN',
+    });
+    return null;
+  }
+  if ((await store.tokens.countApi()) > 0) return null;
+  const token = generateToken(API_TOKEN_PREFIX);
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const file = path.resolve(config.dataDir, 'admin-token');
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  await store.tokens.createApi({
+    tokenId: newTokenId(),
+    name: 'initial-admin',
+    role: 'admin',
+    hash: hashToken(token),
+    createdBy: 'first start',
+  });
+  logger.warn({ file }, 'created the first admin API token; it is in this file');
+  return file;
 }

@@ -10,6 +10,8 @@ export {
   RegisterResponse,
   ServerMessage,
   AgentMessage,
+  EnrollRequest,
+  EnrollResponse,
 } from './gen/agentplatform/v1/agent.js';
 export type { AgentServiceServer } from './gen/agentplatform/v1/agent.js';
 export { Response } from './gen/agentplatform/v1/common.js';

@@ -55,6 +55,10 @@ export interface AgentConnectionOptions {
   /** Largest message accepted from the platform, bytes; default 16 MiB. */
   maxReceiveMessageBytes?: number;
   handlers?: ConnectionHandlers;
+  /** Channel credentials (mutual TLS from enrollment); plaintext when absent. */
+  credentials?: grpc.ChannelCredentials;
+  /** Name to check the platform's certificate against instead of the dialled host. */
+  tlsServerName?: string;
 }
 
 export interface AgentConnection {
@@ -97,16 +101,21 @@ export function createAgentConnection(options: AgentConnectionOptions): AgentCon
   /** Runs one session to its end. Resolves true if it reached READY. */
   function runSession(address: string): Promise<boolean> {
     return new Promise((resolve) => {
-      const client = new AgentServiceClient(address, grpc.credentials.createInsecure(), {
-        'grpc.keepalive_time_ms': 20_000,
-        'grpc.keepalive_timeout_ms': 10_000,
-        'grpc.keepalive_permit_without_calls': 1,
-        'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
-        'grpc.enable_retries': 0,
-        // Our own loop does backoff; the channel must not add its own on top.
-        'grpc.initial_reconnect_backoff_ms': 100,
-        'grpc.max_reconnect_backoff_ms': 1000,
-      });
+      const client = new AgentServiceClient(
+        address,
+        options.credentials ?? grpc.credentials.createInsecure(),
+        {
+          ...(options.tlsServerName ? { 'grpc.ssl_target_name_override': options.tlsServerName } : {}),
+          'grpc.keepalive_time_ms': 20_000,
+          'grpc.keepalive_timeout_ms': 10_000,
+          'grpc.keepalive_permit_without_calls': 1,
+          'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 16 * 1024 * 1024,
+          'grpc.enable_retries': 0,
+          // Our own loop does backoff; the channel must not add its own on top.
+          'grpc.initial_reconnect_backoff_ms': 100,
+          'grpc.max_reconnect_backoff_ms': 1000,
+        },
+      );
       const call = client.connect();
       let ready = false;
       let done = false;

@@ -10,6 +10,11 @@ interface AgentFlags {
   capacity: string;
   heartbeatInterval?: string;
   logLevel?: string;
+  insecure?: boolean;
+  joinToken?: string;
+  caFingerprint?: string;
+  caFile?: string;
+  tlsServerName?: string;
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -31,6 +36,14 @@ export function registerAgentCommand(program: Command): void {
     .option('--capacity <n>', 'tasks run at once (env AP_CAPACITY)', process.env.AP_CAPACITY ?? '5')
     .option('--heartbeat-interval <seconds>', "override the platform's heartbeat interval")
     .option('--log-level <level>', 'trace|debug|info|warn|error (env AP_LOG_LEVEL) [info]')
+    .option('--join-token <token>', 'first start: enroll with this join token (env AP_JOIN_TOKEN)')
+    .option('--ca-fingerprint <sha256>', 'first start: the platform CA to pin (env AP_CA_FINGERPRINT)')
+    .option('--ca-file <file>', 'first start: the platform CA certificate to pin (env AP_CA_FILE)')
+    .option(
+      '--tls-server-name <name>',
+      "check the platform's certificate for this name (env AP_TLS_SERVER_NAME)",
+    )
+    .option('--insecure', 'plaintext, no identity; the platform must run with --insecure (env AP_INSECURE=1)')
     .action(async (flags: AgentFlags) => {
       const servers =
         flags.server.length > 0 ? flags.server : (process.env.AP_SERVER ?? '').split(',').filter(Boolean);
@@ -39,7 +52,15 @@ export function registerAgentCommand(program: Command): void {
       if (!Number.isInteger(capacity) || capacity < 1)
         throw new Error(`--capacity must be a positive integer, got ${flags.capacity}`);
       const logger = createProcessLogger('agent', flags.logLevel);
+      const env = process.env;
+      const insecure = flags.insecure ?? /^(1|true|yes|on)$/i.test(env.AP_INSECURE ?? '');
+      if (insecure) logger.warn({ insecure: true }, 'INSECURE: plaintext connection, no agent identity');
       const agent = await startAgent({
+        insecure,
+        joinToken: flags.joinToken ?? (env.AP_JOIN_TOKEN || undefined),
+        caFingerprint: flags.caFingerprint ?? (env.AP_CA_FINGERPRINT || undefined),
+        caFile: flags.caFile ?? (env.AP_CA_FILE || undefined),
+        tlsServerName: flags.tlsServerName ?? (env.AP_TLS_SERVER_NAME || undefined),
         servers,
         stateDir: flags.stateDir,
         labels: parseLabels(flags.labels ?? process.env.AP_LABELS),

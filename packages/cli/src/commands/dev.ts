@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { startPlatform } from '@agent-platform/platform';
@@ -15,9 +17,13 @@ export function registerDevCommand(program: Command): void {
     const logger = createProcessLogger('dev', flags.logLevel ?? process.env.AP_LOG_LEVEL ?? 'warn');
     const opts = stripUndefined(platformOptions(flags));
     const dataDir = path.resolve(opts.dataDir ?? process.env.AP_DATA_DIR ?? './data');
+    const token = devToken(dataDir);
     const platform = await startPlatform({
       ...opts,
       dataDir,
+      // One machine, loopback: plaintext is allowed here (DESIGN "Security"); tokens still apply.
+      insecure: true,
+      bootstrapToken: token,
       // `apctl dev` is for one machine: the embedded database, loopback by default.
       databaseUrl: '',
       grpcListen: opts.grpcListen ?? process.env.AP_GRPC_LISTEN ?? '127.0.0.1:9090',
@@ -28,6 +34,7 @@ export function registerDevCommand(program: Command): void {
       servers: [`127.0.0.1:${platform.grpcPort}`],
       stateDir: path.join(dataDir, 'agent'),
       labels: { dev: 'true' },
+      insecure: true,
       logger: logger.child({ part: 'agent' }),
     });
     await agent.connection.waitReady(15_000);
@@ -39,6 +46,8 @@ export function registerDevCommand(program: Command): void {
         `  OpenAPI    ${http}/api/docs/json`,
         `  gRPC       127.0.0.1:${platform.grpcPort} (agents)`,
         `  local agent ${agent.agentId}`,
+        `  admin token ${token}`,
+        `              (also in ${path.join(dataDir, 'dev-token')}; export APCTL_TOKEN=$(cat ${path.join(dataDir, 'dev-token')}))`,
         `  data       ${dataDir}`,
         'Press Ctrl-C to stop.',
         '',
@@ -53,4 +62,17 @@ export function registerDevCommand(program: Command): void {
       (m) => logger.warn(m),
     );
   });
+}
+
+/** The dev admin token: kept in `<data-dir>/dev-token` (mode 0600) so it survives restarts. */
+function devToken(dataDir: string): string {
+  const file = path.join(dataDir, 'dev-token');
+  if (existsSync(file)) {
+    const t = readFileSync(file, 'utf8').trim();
+    if (t.length >= 16) return t;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const t = `apt_${randomBytes(32).toString('base64url')}`;
+  writeFileSync(file, `${t}\n`, { mode: 0o600 });
+  return t;
 }

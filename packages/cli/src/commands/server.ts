@@ -11,6 +11,11 @@ export interface ServerFlags {
   heartbeatInterval?: string;
   lostGrace?: string;
   logLevel?: string;
+  insecure?: boolean;
+  tlsDir?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsSan?: string;
 }
 
 export function addPlatformFlags(cmd: Command): Command {
@@ -29,6 +34,14 @@ export function platformOptions(flags: ServerFlags) {
     databaseUrl: flags.databaseUrl,
     heartbeatIntervalSeconds:
       flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
+    insecure: flags.insecure,
+    tlsDir: flags.tlsDir,
+    tlsCertFile: flags.tlsCert,
+    tlsKeyFile: flags.tlsKey,
+    tlsSans: flags.tlsSan
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
   };
 }
 
@@ -44,9 +57,24 @@ export function registerServerCommand(program: Command): void {
       '--heartbeat-interval <seconds>',
       'seconds between agent heartbeats (env AP_HEARTBEAT_INTERVAL) [10]',
     )
+    .option(
+      '--insecure',
+      'plaintext gRPC and HTTP, agents unauthenticated: tests and trusted loopback only (env AP_INSECURE=1)',
+    )
+    .option('--tls-dir <dir>', 'platform CA and server certificate (env AP_TLS_DIR) [<data-dir>/tls]')
+    .option(
+      '--tls-cert <file>',
+      'server certificate chain (PEM) instead of the generated one (env AP_TLS_CERT)',
+    )
+    .option('--tls-key <file>', 'its private key (PEM) (env AP_TLS_KEY)')
+    .option('--tls-san <names>', 'extra DNS names/IPs for the generated server certificate (env AP_TLS_SAN)')
     .action(async (flags: ServerFlags) => {
       const logger = createProcessLogger('platform', flags.logLevel);
       const platform = await startPlatform({ ...stripUndefined(platformOptions(flags)), logger });
+      if (platform.adminTokenFile)
+        process.stderr.write(`first start: an admin API token was written to ${platform.adminTokenFile}\n`);
+      if (platform.caFingerprint)
+        process.stderr.write(`platform CA fingerprint (agents pin it): ${platform.caFingerprint}\n`);
       onShutdownSignal(
         () => platform.stop(),
         (m) => logger.info(m),

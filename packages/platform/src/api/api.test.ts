@@ -6,6 +6,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import { createStore, type Store } from '../store/index.js';
 import { createApiServer, type ApiServer } from './index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
+import { AUTH_HEADERS, TEST_ADMIN_TOKEN } from '../../../../test/support/security.js';
+import { hashToken } from '../security/tokens.js';
 
 const logger = pino({ level: 'silent' });
 let tdb: TestDatabase;
@@ -16,6 +18,13 @@ before(async () => {
   tdb = await createTestDatabase();
   store = createStore({ databaseUrl: tdb.url, logger });
   await store.migrate();
+  await store.tokens.ensureApi({
+    tokenId: randomUUID(),
+    name: 'test',
+    role: 'admin',
+    hash: hashToken(TEST_ADMIN_TOKEN),
+    createdBy: null,
+  });
   app = await createApiServer({ store, logger, version: 'test' });
   for (let i = 0; i < 5; i++) {
     await store.agents.register(
@@ -48,7 +57,7 @@ test('agents list pages through every agent exactly once with snake_case fields'
   let cursor: string | null = null;
   do {
     const url: string = `/api/v1/agents?limit=2${cursor ? `&cursor=${cursor}` : ''}`;
-    const res: LightMyRequestResponse = await app.inject({ url });
+    const res: LightMyRequestResponse = await app.inject({ headers: AUTH_HEADERS, url });
     assert.equal(res.statusCode, 200);
     const body = res.json<{
       agents: { agent_id: string; last_seen_at: string }[];
@@ -65,14 +74,16 @@ test('agents list pages through every agent exactly once with snake_case fields'
 });
 
 test('agents filter by status and label', async () => {
-  const off = (await app.inject({ url: '/api/v1/agents?status=offline' })).json<{
+  const off = (await app.inject({ headers: AUTH_HEADERS, url: '/api/v1/agents?status=offline' })).json<{
     agents: { agent_id: string }[];
   }>();
   assert.deepEqual(
     off.agents.map((a) => a.agent_id),
     ['agent-4'],
   );
-  const db = (await app.inject({ url: '/api/v1/agents?label=tier=db&status=online' })).json<{
+  const db = (
+    await app.inject({ headers: AUTH_HEADERS, url: '/api/v1/agents?label=tier=db&status=online' })
+  ).json<{
     agents: { agent_id: string }[];
   }>();
   assert.deepEqual(
@@ -92,7 +103,7 @@ test('bad input gets a 4xx with a stable code in the error envelope', async () =
     ['/api/v1/nothing-here', 404, 'ROUTE_NOT_FOUND'],
   ];
   for (const [url, status, code] of cases) {
-    const res = await app.inject({ url });
+    const res = await app.inject({ headers: AUTH_HEADERS, url });
     assert.equal(res.statusCode, status, url);
     const body = res.json<{ error: { code: string; message: string } }>();
     assert.equal(body.error.code, code, url);
@@ -101,7 +112,7 @@ test('bad input gets a 4xx with a stable code in the error envelope', async () =
 });
 
 test('the OpenAPI document describes the agents routes', async () => {
-  const res = await app.inject({ url: '/api/docs/json' });
+  const res = await app.inject({ headers: AUTH_HEADERS, url: '/api/docs/json' });
   assert.equal(res.statusCode, 200);
   const doc = res.json<{ openapi: string; paths: Record<string, unknown> }>();
   assert.match(doc.openapi, /^3\./);
@@ -110,7 +121,7 @@ test('the OpenAPI document describes the agents routes', async () => {
 });
 
 test('healthz reports ok with a reachable database', async () => {
-  const res = await app.inject({ url: '/healthz' });
+  const res = await app.inject({ headers: AUTH_HEADERS, url: '/healthz' });
   assert.equal(res.statusCode, 200);
   assert.equal(res.json<{ status: string }>().status, 'ok');
 });

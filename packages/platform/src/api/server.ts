@@ -10,6 +10,8 @@ import { agentRoutes } from './agents.js';
 import { taskRoutes } from './tasks.js';
 import type { TaskService } from '../tasks/index.js';
 import { ErrorSchema } from './schemas.js';
+import { installAuth } from './auth.js';
+import { adminRoutes } from './admin.js';
 
 export interface ApiServerOptions {
   store: Store;
@@ -18,6 +20,12 @@ export interface ApiServerOptions {
   version: string;
   /** Largest request body, bytes; default 2 MiB (a 1 MiB script plus JSON escaping). */
   bodyLimit?: number;
+  /** SHA-256 fingerprint of the platform CA, shown with join tokens; null without TLS. */
+  caFingerprint?: string | null;
+  /** Ends a revoked agent's stream at once (the gateway's sweep catches other processes'). */
+  onAgentRevoked?: (agentId: string) => void;
+  /** HTTPS key and certificate chain (PEM); plain HTTP without. */
+  https?: { key: string; cert: string };
 }
 
 export type ApiServer = FastifyInstance<
@@ -31,10 +39,14 @@ export type ApiServer = FastifyInstance<
 export async function createApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { store, logger } = options;
   const app = Fastify({
+    ...(options.https ? { https: options.https } : {}),
     bodyLimit: options.bodyLimit ?? 2 * 1024 * 1024,
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandlers(app, logger);
+  // Every route but /healthz needs a token; see auth.ts for roles and the audit log.
+  const auth = installAuth(app, { store, logger });
+  app.addHook('onClose', () => auth.close());
   await app.register(swagger, {
     openapi: {
       info: {
@@ -58,6 +70,14 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   });
   app.get('/api/docs/json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(agentRoutes(store));
+  await app.register(
+    adminRoutes({
+      store,
+      auth,
+      caFingerprint: options.caFingerprint ?? null,
+      onAgentRevoked: options.onAgentRevoked,
+    }),
+  );
   if (options.tasks) await app.register(taskRoutes(options.tasks));
   return app;
 }

@@ -8,21 +8,30 @@
  *                                                                          ├── stream closed / errored ──> offline (stream_closed)
  *                                                                          └── same agent registers again ──> old stream ended (SESSION_REPLACED)
  *
+ * With TLS (the default), a stream must come with a client certificate issued
+ * at enrollment (see Enroll below); the certificate's row in agent_credentials
+ * must be unrevoked and name the agent id being registered (IDENTITY_MISMATCH
+ * otherwise). Without TLS (--insecure) agents are whoever they say they are.
+ *
  * Liveness uses only this process's clock and the database's now(); the
  * agent's own timestamps are informational. Heartbeats are written in batches
  * (one UPDATE per flush for every agent), not one commit each.
  */
-import { randomUUID } from 'node:crypto';
+import { createPublicKey, randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   AgentServiceService,
   type AgentMessage,
   type AgentServiceServer,
+  type EnrollRequest,
+  type EnrollResponse,
   type ServerMessage,
 } from '@agent-platform/protocol';
 import { PlatformError, toPlatformError } from '../errors.js';
-import type { HeartbeatMark, Store } from '../store/index.js';
+import type { AgentRegistration, HeartbeatMark, Store } from '../store/index.js';
+import { hashToken, plausibleToken } from '../security/tokens.js';
+import type { Pki } from '../security/pki.js';
 import { validateRegistration } from './validate.js';
 
 export interface AgentSession {
@@ -58,6 +67,11 @@ export interface AgentGatewayOptions {
   /** Milliseconds between heartbeat flushes to the database; default 1,000. */
   flushIntervalMs?: number;
   handlers?: SessionHandlers;
+  /**
+   * TLS material; agents then need a certificate from enrollment. Absent =
+   * plaintext, agents identify themselves by the id they send (--insecure).
+   */
+  pki?: Pki;
 }
 
 export interface AgentGateway {
@@ -71,9 +85,32 @@ export interface AgentGateway {
   readonly sessionCount: number;
   /** Sets handlers after construction (the task layer is created after the gateway). */
   setHandlers(handlers: SessionHandlers): void;
+  /** Ends the agent's stream, if this process holds it, with AGENT_REVOKED. */
+  revoke(agentId: string): void;
 }
 
 type Call = grpc.ServerDuplexStream<AgentMessage, ServerMessage>;
+
+/** A certificate provider that never changes: grpc-js's way to request, but not require, client certificates. */
+function staticProvider(pki: Pki): grpc.experimental.CertificateProvider {
+  const ca = { caCertificate: Buffer.from(pki.caCertPem) };
+  const identity = { certificate: Buffer.from(pki.serverCertPem), privateKey: Buffer.from(pki.serverKeyPem) };
+  return {
+    addCaCertificateListener: (l) => l(ca),
+    removeCaCertificateListener: () => undefined,
+    addIdentityCertificateListener: (l) => l(identity),
+    removeIdentityCertificateListener: () => undefined,
+  };
+}
+
+function grpcError(err: PlatformError): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  metadata.set('error-code', err.code);
+  return { code: err.grpc, details: `${err.code}: ${err.message}`, metadata };
+}
+
+/** Bounds on an EnrollRequest, checked before the join token is spent. */
+const ENROLL_LIMITS = { publicKeyPemMax: 16_384, hostnameMax: 255 } as const;
 
 function endCall(call: Call, err: PlatformError): void {
   const metadata = new grpc.Metadata();
@@ -95,6 +132,10 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
   let handlers: SessionHandlers = options.handlers ?? {};
 
   interface LiveSession extends AgentSession {
+    /** Task ids sent to this agent (or it reported at registration) and not yet acknowledged. */
+    tasks: Set<string>;
+    /** Messages about tasks outside `tasks`, for rate-limited logging. */
+    foreign: number;
     lastSeen: number;
     runningTasks: number;
     closed: boolean;
@@ -130,6 +171,13 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     for (const s of sessions.values()) {
       if (now - s.lastSeen > silenceMs) s.end(new PlatformError('HEARTBEAT_TIMEOUT'), 'heartbeat_timeout');
     }
+    // An agent revoked through another platform process loses its stream here too.
+    try {
+      for (const id of await store.credentials.revokedAmong([...sessions.keys()]))
+        sessions.get(id)?.end(new PlatformError('AGENT_REVOKED'), 'revoked');
+    } catch (err) {
+      logger.warn({ err }, 'revocation sweep failed');
+    }
     // Agents whose platform process died (SIGKILL) keep an "online" row nobody
     // updates; any live process marks them offline once they are silent too long.
     try {
@@ -162,6 +210,74 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     } catch (err) {
       logger.error({ err, agent_id: session.agentId }, `${what} handler failed`);
     }
+  }
+
+  /**
+   * Who may register as `reg.agentId`: with TLS, only the holder of an
+   * unrevoked certificate issued to that id; labels from its join token win
+   * over the agent's own. Throws UNAUTHENTICATED, AGENT_REVOKED or IDENTITY_MISMATCH.
+   */
+  async function authorize(call: Call, reg: AgentRegistration): Promise<AgentRegistration> {
+    if (!options.pki) {
+      if ((await store.credentials.revokedAmong([reg.agentId])).length > 0)
+        throw new PlatformError('AGENT_REVOKED');
+      return reg;
+    }
+    const cert = call.getAuthContext().sslPeerCertificate;
+    if (!cert) {
+      throw new PlatformError(
+        'UNAUTHENTICATED',
+        'a client certificate from enrollment is required (--join-token)',
+      );
+    }
+    const cred = await store.credentials.byFingerprint(cert.fingerprint256);
+    if (!cred) throw new PlatformError('UNAUTHENTICATED', 'this certificate was not issued to an agent');
+    if (cred.revoked_at) throw new PlatformError('AGENT_REVOKED');
+    if (cred.agent_id !== reg.agentId) {
+      throw new PlatformError(
+        'IDENTITY_MISMATCH',
+        `the certificate belongs to agent ${cred.agent_id}, not ${reg.agentId.slice(0, 128)}`,
+      );
+    }
+    return { ...reg, labels: { ...reg.labels, ...cred.labels } };
+  }
+
+  async function enroll(req: EnrollRequest, peer: string): Promise<EnrollResponse> {
+    const pki = options.pki;
+    if (!pki) throw new PlatformError('ENROLLMENT_UNAVAILABLE');
+    if (!plausibleToken(req.joinToken)) throw new PlatformError('INVALID_JOIN_TOKEN');
+    if (
+      req.publicKeyPem.length > ENROLL_LIMITS.publicKeyPemMax ||
+      req.hostname.length > ENROLL_LIMITS.hostnameMax
+    ) {
+      throw new PlatformError('VALIDATION_FAILED', 'public_key_pem or hostname is too long');
+    }
+    try {
+      const key = createPublicKey(req.publicKeyPem);
+      if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048)
+        throw new Error();
+    } catch {
+      throw new PlatformError(
+        'VALIDATION_FAILED',
+        'public_key_pem must be an RSA public key of 2048 bits or more',
+      );
+    }
+    const join = await store.tokens.consumeJoin(hashToken(req.joinToken));
+    if (!join) throw new PlatformError('INVALID_JOIN_TOKEN');
+    const agentId = randomUUID();
+    const issued = pki.issueAgentCertificate(agentId, req.publicKeyPem);
+    await store.credentials.insert({
+      fingerprint: issued.fingerprint,
+      agentId,
+      joinTokenId: join.token_id,
+      labels: join.labels,
+      expiresAt: issued.expiresAt,
+    });
+    logger.info(
+      { agent_id: agentId, join_token_id: join.token_id, hostname: req.hostname.slice(0, 255), peer },
+      'agent enrolled',
+    );
+    return { agentId, certificatePem: issued.certPem, caCertificatePem: pki.caCertPem };
   }
 
   function connect(call: Call): void {
@@ -200,7 +316,7 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
           endCall(call, new PlatformError('PROTOCOL_VIOLATION', 'the first message must be register'));
           return;
         }
-        let reg;
+        let reg: AgentRegistration;
         try {
           reg = validateRegistration(m.value);
         } catch (err) {
@@ -212,73 +328,93 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
         registering = true;
         const sessionId = randomUUID();
         const pendingTaskIds = m.value.pendingTaskIds;
-        store.agents.register(reg, sessionId, platformNode).then(
-          () => {
-            clearTimeout(registerTimer);
-            if (call.destroyed || call.cancelled) {
-              // The stream went away while we wrote the row: mark it offline again.
-              void store.agents.markOffline(reg.agentId, sessionId, 'stream_closed').catch(() => undefined);
-              return;
-            }
-            const s: LiveSession = {
-              agentId: reg.agentId,
-              sessionId,
-              capacity: reg.capacity,
-              labels: reg.labels,
-              peer,
-              lastSeen: Date.now(),
-              runningTasks: 0,
-              closed: false,
-              call,
-              send(out) {
-                if (s.closed || call.destroyed) return false;
-                call.write(out);
-                return true;
-              },
-              end(err, reason) {
-                if (s.closed) return;
-                // finish first: ending the call emits 'error', whose handler would record 'stream_closed'.
-                finish(reason ?? err.code.toLowerCase());
-                endCall(call, err);
-              },
-            };
-            const previous = sessions.get(reg.agentId);
-            sessions.set(reg.agentId, s);
-            session = s;
-            if (previous && !previous.closed) {
-              // Mark the old session closed without touching the row: it already belongs to `s`.
-              previous.closed = true;
-              endCall(previous.call, new PlatformError('SESSION_REPLACED'));
-            }
-            s.send({
-              message: {
-                $case: 'registerResponse',
-                value: {
-                  success: true,
-                  message: 'registered',
-                  agentId: reg.agentId,
-                  heartbeatInterval: intervalS,
-                  serverTime: new Date(),
-                },
-              },
-            });
-            logger.info(
-              {
-                agent_id: reg.agentId,
-                session_id: sessionId,
-                hostname: reg.hostname,
+        let authorized = false;
+        authorize(call, reg)
+          .then((r) => {
+            authorized = true;
+            reg = r;
+            return store.agents.register(r, sessionId, platformNode);
+          })
+          .then(
+            () => {
+              clearTimeout(registerTimer);
+              if (call.destroyed || call.cancelled) {
+                // The stream went away while we wrote the row: mark it offline again.
+                void store.agents.markOffline(reg.agentId, sessionId, 'stream_closed').catch(() => undefined);
+                return;
+              }
+              const s: LiveSession = {
+                agentId: reg.agentId,
+                sessionId,
+                capacity: reg.capacity,
+                labels: reg.labels,
                 peer,
-                version: reg.version,
-              },
-              'agent registered',
-            );
-            runHandler('register', s, () => handlers.onRegistered?.(s, pendingTaskIds));
-          },
-          (err: unknown) => {
-            logger.error({ err, agent_id: reg.agentId }, 'registration failed');
-            endCall(call, new PlatformError('INTERNAL', 'registration could not be stored'));
-          },
-        );
+                tasks: new Set(pendingTaskIds.slice(0, 100_000)),
+                foreign: 0,
+                lastSeen: Date.now(),
+                runningTasks: 0,
+                closed: false,
+                call,
+                send(out) {
+                  if (s.closed || call.destroyed) return false;
+                  const o = out.message;
+                  if (o?.$case === 'taskRequest') s.tasks.add(o.value.taskId);
+                  else if (o?.$case === 'resultAck') s.tasks.delete(o.value.taskId);
+                  call.write(out);
+                  return true;
+                },
+                end(err, reason) {
+                  if (s.closed) return;
+                  // finish first: ending the call emits 'error', whose handler would record 'stream_closed'.
+                  finish(reason ?? err.code.toLowerCase());
+                  endCall(call, err);
+                },
+              };
+              const previous = sessions.get(reg.agentId);
+              sessions.set(reg.agentId, s);
+              session = s;
+              if (previous && !previous.closed) {
+                // Mark the old session closed without touching the row: it already belongs to `s`.
+                previous.closed = true;
+                endCall(previous.call, new PlatformError('SESSION_REPLACED'));
+              }
+              s.send({
+                message: {
+                  $case: 'registerResponse',
+                  value: {
+                    success: true,
+                    message: 'registered',
+                    agentId: reg.agentId,
+                    heartbeatInterval: intervalS,
+                    serverTime: new Date(),
+                  },
+                },
+              });
+              logger.info(
+                {
+                  agent_id: reg.agentId,
+                  session_id: sessionId,
+                  hostname: reg.hostname,
+                  peer,
+                  version: reg.version,
+                },
+                'agent registered',
+              );
+              runHandler('register', s, () => handlers.onRegistered?.(s, pendingTaskIds));
+            },
+            (err: unknown) => {
+              if (!authorized && err instanceof PlatformError) {
+                logger.warn(
+                  { peer, agent_id: reg.agentId, code: err.code, reason: err.message },
+                  'registration refused',
+                );
+                endCall(call, err);
+                return;
+              }
+              logger.error({ err, agent_id: reg.agentId }, 'registration failed');
+              endCall(call, new PlatformError('INTERNAL', 'registration could not be stored'));
+            },
+          );
         return;
       }
       session.lastSeen = Date.now();
@@ -297,6 +433,16 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
         return;
       }
       const s = session;
+      if (m?.$case === 'taskStarted' || m?.$case === 'taskLog' || m?.$case === 'taskResult') {
+        // The store only applies a message to a task of this agent (SQL checks tasks.agent_id);
+        // here one about a task never sent to it is logged, as an agent's bug or an attack.
+        if (!s.tasks.has(m.value.taskId) && (s.foreign++ < 10 || s.foreign % 1000 === 0)) {
+          logger.warn(
+            { agent_id: s.agentId, task_id: m.value.taskId.slice(0, 64), kind: m.$case, count: s.foreign },
+            'message for a task not sent to this agent',
+          );
+        }
+      }
       runHandler('message', s, () => handlers.onMessage?.(s, msg));
     });
     call.on('end', () => {
@@ -311,14 +457,37 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     call.on('close', () => finish('stream_closed'));
   }
 
-  const impl: AgentServiceServer = { connect };
+  const impl: AgentServiceServer = {
+    connect,
+    enroll(call, callback) {
+      const peer = call.getPeer();
+      enroll(call.request, peer).then(
+        (res) => callback(null, res),
+        (err: unknown) => {
+          const e = toPlatformError(err);
+          if (e.code === 'INTERNAL') logger.error({ err, peer }, 'enrollment failed');
+          else logger.warn({ peer, code: e.code, reason: e.message }, 'enrollment refused');
+          callback(grpcError(e), null);
+        },
+      );
+    },
+  };
   server.addService(AgentServiceService, impl);
 
   return {
     listen(host, port) {
       return new Promise((resolve, reject) => {
         const addr = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
-        server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+        const creds = options.pki
+          ? // Client certificates are requested but not required: Enroll is called without one.
+            // Register checks for a verified one (getAuthContext is empty unless it chains to the CA).
+            grpc.experimental.createCertificateProviderServerCredentials(
+              staticProvider(options.pki),
+              staticProvider(options.pki),
+              false,
+            )
+          : grpc.ServerCredentials.createInsecure();
+        server.bindAsync(addr, creds, (err, bound) => {
           if (err) reject(err);
           else resolve(bound);
         });
@@ -353,6 +522,9 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     },
     setHandlers(h) {
       handlers = h;
+    },
+    revoke(agentId) {
+      sessions.get(agentId)?.end(new PlatformError('AGENT_REVOKED'), 'revoked');
     },
   };
 }

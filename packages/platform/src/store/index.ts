@@ -12,3 +12,7 @@ export type {
   CancelOutcome,
 } from './tasks.js';
 export type { TaskStatusName, TaskLimitsJson, EnforcedLimitJson } from './schema.js';
+export type { ApiTokenRow, JoinTokenRow, NewApiToken, NewJoinToken } from './tokens.js';
+export type { AgentCredentialRow, NewAgentCredential } from './credentials.js';
+export type { AuditRow, AuditEntry } from './audit.js';
+export type { Role } from './schema.js';

@@ -116,6 +116,65 @@ const migrations: Record<string, Migration> = {
         for each row execute function ap_tasks_notify()`.execute(db);
     },
   },
+  '0003_security': {
+    async up(db: Kysely<unknown>) {
+      // Tokens are 256-bit random strings; only their SHA-256 is stored (see docs/security.md).
+      await sql`
+        create table api_tokens (
+          token_id     uuid primary key,
+          name         text not null,
+          role         text not null check (role in ('viewer', 'operator', 'admin')),
+          token_hash   bytea not null unique,
+          created_at   timestamptz not null default now(),
+          created_by   text,
+          expires_at   timestamptz,
+          revoked_at   timestamptz,
+          last_used_at timestamptz
+        )`.execute(db);
+      await sql`
+        create table join_tokens (
+          token_id    uuid primary key,
+          name        text not null,
+          token_hash  bytea not null unique,
+          labels      jsonb not null default '{}'::jsonb,
+          uses_max    integer check (uses_max is null or uses_max > 0),
+          uses        integer not null default 0,
+          created_at  timestamptz not null default now(),
+          created_by  text,
+          expires_at  timestamptz not null,
+          revoked_at  timestamptz
+        )`.execute(db);
+      // One row per certificate issued to an agent. The gateway looks the peer
+      // certificate up here on every registration, so revoking is one UPDATE.
+      await sql`
+        create table agent_credentials (
+          fingerprint   text primary key,
+          agent_id      text not null,
+          join_token_id uuid references join_tokens (token_id),
+          labels        jsonb not null default '{}'::jsonb,
+          issued_at     timestamptz not null default now(),
+          expires_at    timestamptz not null,
+          revoked_at    timestamptz
+        )`.execute(db);
+      await sql`create index agent_credentials_agent_idx on agent_credentials (agent_id)`.execute(db);
+      await sql`alter table agents add column revoked_at timestamptz`.execute(db);
+      await sql`
+        create table audit_log (
+          audit_id    bigserial primary key,
+          at          timestamptz not null default now(),
+          token_id    uuid,
+          actor       text not null,
+          action      text not null,
+          target      text,
+          method      text not null,
+          path        text not null,
+          source_ip   text not null,
+          status_code integer not null,
+          outcome     text not null check (outcome in ('ok', 'denied', 'failed'))
+        )`.execute(db);
+      await sql`create index audit_log_at_idx on audit_log (at desc, audit_id desc)`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -23,6 +23,8 @@ export interface AgentsTable {
   disconnected_at: Timestamp | null;
   disconnect_reason: string | null;
   running_tasks: ColumnType<number, number | undefined, number>;
+  /** Set when an admin revoked the agent: it can no longer register. */
+  revoked_at: NullableTime;
 }
 
 export type TaskStatusName =
@@ -98,8 +100,63 @@ export interface TaskLogsTable {
   ts: Timestamp;
 }
 
+export type Role = 'viewer' | 'operator' | 'admin';
+
+export interface ApiTokensTable {
+  token_id: string;
+  name: string;
+  role: Role;
+  token_hash: Buffer;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  created_by: string | null;
+  expires_at: NullableTime;
+  revoked_at: NullableTime;
+  last_used_at: NullableTime;
+}
+
+export interface JoinTokensTable {
+  token_id: string;
+  name: string;
+  token_hash: Buffer;
+  labels: Json<Record<string, string>>;
+  uses_max: number | null;
+  uses: ColumnType<number, number | undefined, number>;
+  created_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  created_by: string | null;
+  expires_at: Timestamp;
+  revoked_at: NullableTime;
+}
+
+export interface AgentCredentialsTable {
+  fingerprint: string;
+  agent_id: string;
+  join_token_id: string | null;
+  labels: Json<Record<string, string>>;
+  issued_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  expires_at: Timestamp;
+  revoked_at: NullableTime;
+}
+
+export interface AuditLogTable {
+  audit_id: ColumnType<string, never, never>;
+  at: ColumnType<Date, Date | string | undefined, never>;
+  token_id: string | null;
+  actor: string;
+  action: string;
+  target: string | null;
+  method: string;
+  path: string;
+  source_ip: string;
+  status_code: number;
+  outcome: 'ok' | 'denied' | 'failed';
+}
+
 export interface Database {
   agents: AgentsTable;
   tasks: TasksTable;
   task_logs: TaskLogsTable;
+  api_tokens: ApiTokensTable;
+  join_tokens: JoinTokensTable;
+  agent_credentials: AgentCredentialsTable;
+  audit_log: AuditLogTable;
 }

@@ -9,6 +9,9 @@ import type { Database } from './schema.js';
 import { migrationProvider } from './migrations.js';
 import { createAgentQueries, type AgentQueries } from './agents.js';
 import { createTaskQueries, type TaskQueries } from './tasks.js';
+import { createTokenQueries, type TokenQueries } from './tokens.js';
+import { createCredentialQueries, type CredentialQueries } from './credentials.js';
+import { createAuditQueries, type AuditQueries } from './audit.js';
 
 export interface StoreOptions {
   /** postgres:// URL of the database. */
@@ -23,6 +26,9 @@ export interface Store {
   readonly pool: pg.Pool;
   readonly agents: AgentQueries;
   readonly tasks: TaskQueries;
+  readonly tokens: TokenQueries;
+  readonly credentials: CredentialQueries;
+  readonly audit: AuditQueries;
   /** Applies pending migrations under an advisory lock; returns the names applied. */
   migrate(): Promise<string[]>;
   close(): Promise<void>;
@@ -44,6 +50,9 @@ export function createStore(options: StoreOptions): Store {
     pool,
     agents: createAgentQueries(db),
     tasks: createTaskQueries(db),
+    tokens: createTokenQueries(db),
+    credentials: createCredentialQueries(db),
+    audit: createAuditQueries(db),
     async migrate() {
       const migrator = new Migrator({ db, provider: migrationProvider });
       const { error, results } = await migrator.migrateToLatest();

@@ -10,6 +10,7 @@ import { startPlatform, type Platform } from '../index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
 import { startSimAgent, type SimAgent } from '../../../../test/support/sim-agent.js';
 import { waitFor } from '../../../../test/support/procs.js';
+import { AUTH_HEADERS, TEST_PLATFORM_OPTIONS } from '../../../../test/support/security.js';
 
 const logger = pino({ level: 'silent' });
 let db: TestDatabase;
@@ -38,6 +39,7 @@ before(async () => {
     httpListen: '127.0.0.1:0',
     logger,
     heartbeatIntervalSeconds: 1,
+    ...TEST_PLATFORM_OPTIONS,
   };
   [a, b] = await Promise.all([startPlatform(common), startPlatform(common)]);
 });
@@ -66,7 +68,10 @@ async function api<T>(
 ) {
   const res = await fetch(`http://127.0.0.1:${p.httpPort}${path}`, {
     method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    headers:
+      body === undefined
+        ? { ...AUTH_HEADERS, ...headers }
+        : { ...AUTH_HEADERS, 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as T };
@@ -351,7 +356,9 @@ test('logs follow (SSE) replays, follows live and ends with the task', async () 
       script: 'true',
     })
   ).body;
-  const res = await fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks/${t.task_id}/logs?follow=1`);
+  const res = await fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks/${t.task_id}/logs?follow=1`, {
+    headers: AUTH_HEADERS,
+  });
   assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
   const text = await res.text(); // resolves only when the server ends the stream
   const events = text.split('\n\n').filter((e) => e.startsWith('event:'));

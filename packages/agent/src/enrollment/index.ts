@@ -1,0 +1,9 @@
+export {
+  loadOrEnroll,
+  identityCredentials,
+  fetchPinnedCa,
+  normalizeFingerprint,
+  EnrollmentError,
+  type AgentIdentity,
+  type EnrollOptions,
+} from './enrollment.js';
