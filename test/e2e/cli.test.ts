@@ -9,6 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { APCTL, ProcessGroup, ROOT, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import { TEST_ADMIN_TOKEN } from '../support/security.js';
 
 const procs = new ProcessGroup();
 const work = tempDir('cli');
@@ -33,7 +34,7 @@ interface CliRun {
 function apctl(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): CliRun {
   const child = spawn(process.execPath, [APCTL, ...args], {
     cwd: ROOT,
-    env: { ...process.env, APCTL_SERVER: server(), ...opts.env },
+    env: { ...process.env, APCTL_TOKEN: TEST_ADMIN_TOKEN, APCTL_SERVER: server(), ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   clients.add(child);
