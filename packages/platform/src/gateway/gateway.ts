@@ -96,9 +96,10 @@ function staticProvider(pki: Pki): grpc.experimental.CertificateProvider {
   const ca = { caCertificate: Buffer.from(pki.caCertPem) };
   const identity = { certificate: Buffer.from(pki.serverCertPem), privateKey: Buffer.from(pki.serverKeyPem) };
   return {
-    addCaCertificateListener: (l) => l(ca),
+    // Asynchronously: grpc-js registers its watcher only after adding these listeners.
+    addCaCertificateListener: (l) => queueMicrotask(() => l(ca)),
     removeCaCertificateListener: () => undefined,
-    addIdentityCertificateListener: (l) => l(identity),
+    addIdentityCertificateListener: (l) => queueMicrotask(() => l(identity)),
     removeIdentityCertificateListener: () => undefined,
   };
 }
