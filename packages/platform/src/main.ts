@@ -32,6 +32,8 @@ export interface Platform {
   readonly store: Store;
   readonly gateway: AgentGateway;
   readonly tasks: TaskService;
+  /** The HTTP server (for `inject` in tests). */
+  readonly api: ApiServer;
   /** SHA-256 fingerprint of the platform CA; null with --insecure. */
   readonly caFingerprint: string | null;
   /** The CA certificate (PEM) clients and agents trust; null with --insecure. */
@@ -147,6 +149,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
     const s = store;
     const gw = gateway;
     const ts = tasks;
+    const app = api;
     let stopping: Promise<void> | undefined;
     return {
       get state() {
@@ -158,6 +161,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       store: s,
       gateway: gw,
       tasks: ts,
+      api: app,
       caFingerprint: pki?.caFingerprint ?? null,
       caCertPem: pki?.caCertPem ?? null,
       adminTokenFile,
