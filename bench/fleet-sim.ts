@@ -27,6 +27,7 @@ import {
   type AgentMessage,
   type ServerMessage,
 } from '@agent-platform/protocol';
+import { AUTH_HEADERS } from '../test/support/security.js';
 
 export type SimCommand =
   | { cmd: 'connect'; address: string; count: number; capacity: number; label: string; concurrency: number }
@@ -277,7 +278,7 @@ async function create(c: Extract<SimCommand, { cmd: 'create' }>): Promise<SimEve
         try {
           const res = await fetch(`${c.http}/api/v1/tasks`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', ...AUTH_HEADERS },
             body: JSON.stringify({
               agent_id: ids[i % ids.length],
               type: 'shell',

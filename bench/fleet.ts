@@ -8,10 +8,13 @@
  *   1. platform RSS idle, then with N agents connected -> RSS per agent;
  *   2. platform CPU while the N agents only heartbeat (utime+stime from /proc
  *      over --cpu-seconds), and the CPU of this database's PostgreSQL backends;
- *   3. dispatch: --tasks `echo hi` tasks created through REST by every
+ *   3. dispatch, twice: --tasks `echo hi` tasks created through REST by every
  *      load-generator process at once (--clients concurrent requests in all),
- *      answered by the simulated agents; tasks/s and latency p50/p99 from the
- *      database's created_at / completed_at.
+ *      then --tasks tasks inserted by one SQL statement (the dispatch path
+ *      without the REST API in front); the simulated agents answer each at
+ *      once. Tasks/s and latency p50/p99 from the database's created_at /
+ *      completed_at; CPU of each process; what this database's backends wait
+ *      on (pg_stat_activity sampled every 50 ms).
  * Goals (2 cores): 10,000 agents within 1 GiB platform RSS; >= 2,000 tasks/s.
  *
  * Options: --agents N (default 2000), --sims P load-generator processes
@@ -190,54 +193,92 @@ try {
   await sleep(5000);
   const withAgents = procSample(platform.pid);
 
-  // 2. Heartbeats only.
-  const stats = () => Promise.all(sims.map((s) => s.ask<SimStats>({ cmd: 'stats' })));
-  const sum = (xs: SimStats[], k: keyof SimStats) => xs.reduce((a, x) => a + (x[k] as number), 0);
+  // CPU of the platform, this database's backends, the load generators and the machine, between two snapshots.
   const simPids = sims.map((s) => s.child.pid ?? 0);
-  const hbStats0 = await stats();
-  const pgPids = await backends();
-  const hb0 = {
-    plat: procSample(platform.pid).cpuSeconds,
-    pg: cpuSecondsOf(pgPids),
-    sims: cpuSecondsOf(simPids),
-    m: machineCpu(),
-    t: performance.now(),
-  };
-  await sleep(CPU_SECONDS * 1000);
-  const hb1 = {
-    plat: procSample(platform.pid).cpuSeconds,
-    pg: cpuSecondsOf(pgPids),
-    sims: cpuSecondsOf(simPids),
-    m: machineCpu(),
-    t: performance.now(),
-  };
-  const hbStats1 = await stats();
-  const hbWall = (hb1.t - hb0.t) / 1000;
-  const hbPlatCpu = (100 * (hb1.plat - hb0.plat)) / hbWall;
-  const hbPgCpu = (100 * (hb1.pg - hb0.pg)) / hbWall;
-  const heartbeats = sum(hbStats1, 'heartbeats') - sum(hbStats0, 'heartbeats');
-  const heartbeatAcks = sum(hbStats1, 'heartbeatAcks') - sum(hbStats0, 'heartbeatAcks');
-  const afterHeartbeats = procSample(platform.pid);
-
-  // 3. Dispatch: a warm-up round, then the measured one; both created from every sim process.
-  const dispatch = async (tasks: number) => {
-    const per = Math.ceil(tasks / SIMS);
-    const conc = Math.max(1, Math.ceil(CLIENTS / SIMS));
-    const pids = await backends();
-    const c0 = {
+  const snap = async () => {
+    const pg = new Map<number, number>();
+    for (const pid of await backends()) pg.set(pid, cpuSecondsOf([pid]));
+    return {
       plat: procSample(platform.pid).cpuSeconds,
-      pg: cpuSecondsOf(pids),
+      pg,
       sims: cpuSecondsOf(simPids),
       m: machineCpu(),
       t: performance.now(),
     };
-    const created = await Promise.all(
-      sims.map((s) =>
-        s.ask<Extract<SimEvent, { ev: 'created' }>>({ cmd: 'create', http, tasks: per, concurrency: conc }),
-      ),
-    );
-    const createS = (performance.now() - c0.t) / 1000;
-    await waitFor(
+  };
+  type Snap = Awaited<ReturnType<typeof snap>>;
+  const usage = (a: Snap, b: Snap) => {
+    const wall = (b.t - a.t) / 1000;
+    // Backends that closed between the snapshots are missed; new ones count from 0.
+    let pgSecs = 0;
+    for (const [pid, secs] of b.pg) pgSecs += secs - (a.pg.get(pid) ?? 0);
+    return {
+      wall,
+      platPct: (100 * (b.plat - a.plat)) / wall,
+      pgPct: (100 * pgSecs) / wall,
+      simsPct: (100 * (b.sims - a.sims)) / wall,
+      machinePct: (100 * (b.m.busy - a.m.busy)) / (b.m.total - a.m.total),
+    };
+  };
+
+  // 2. Heartbeats only.
+  const stats = () => Promise.all(sims.map((s) => s.ask<SimStats>({ cmd: 'stats' })));
+  const sum = (xs: SimStats[], k: keyof SimStats) => xs.reduce((a, x) => a + (x[k] as number), 0);
+  const hbStats0 = await stats();
+  const hb0 = await snap();
+  await sleep(CPU_SECONDS * 1000);
+  const hb = usage(hb0, await snap());
+  const hbStats1 = await stats();
+  const heartbeats = sum(hbStats1, 'heartbeats') - sum(hbStats0, 'heartbeats');
+  const heartbeatAcks = sum(hbStats1, 'heartbeatAcks') - sum(hbStats0, 'heartbeatAcks');
+  const afterHeartbeats = procSample(platform.pid);
+
+  /**
+   * What this database's busy backends are doing, sampled every 50 ms from
+   * pg_stat_activity on a connection of its own: `CPU` when active without a
+   * wait event, else the wait event (WALSync/WALWrite = commit flushes, Lock =
+   * row locks, ClientRead = waiting for the platform mid-transaction).
+   */
+  const sampleWaits = () => {
+    const counts = new Map<string, number>();
+    let samples = 0;
+    let running = true;
+    const c = new pg.Client({ connectionString: db.url });
+    const loop = (async () => {
+      await c.connect();
+      while (running) {
+        const { rows } = await c.query<{ w: string; n: string }>(
+          `select case when state = 'active' then coalesce(wait_event_type || ':' || wait_event, 'CPU')
+                       else state end as w, count(*) as n
+             from pg_stat_activity
+            where datname = $1 and pid <> pg_backend_pid() and backend_type = 'client backend'
+            group by 1`,
+          [dbName],
+        );
+        samples++;
+        for (const r of rows) counts.set(r.w, (counts.get(r.w) ?? 0) + Number(r.n));
+        await sleep(50);
+      }
+      await c.end();
+    })();
+    return {
+      async stop() {
+        running = false;
+        await loop;
+        // Mean backends in each state, busiest first.
+        return [...counts.entries()]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 5)
+          .map(([w, n]) => `${w} ${round(n / Math.max(1, samples), 1)}`)
+          .join(', ');
+      },
+    };
+  };
+
+  // 3. Dispatch.
+  const conc = Math.max(1, Math.ceil(CLIENTS / SIMS));
+  const allDone = (tasks: number) =>
+    waitFor(
       'every task finished',
       async () => {
         const { rows } = await pgc.query<{ n: string }>(
@@ -248,59 +289,111 @@ try {
       60_000 + tasks * 10,
       100,
     );
-    const c1 = {
-      plat: procSample(platform.pid).cpuSeconds,
-      pg: cpuSecondsOf(pids),
-      sims: cpuSecondsOf(simPids),
-      m: machineCpu(),
-      t: performance.now(),
-    };
-    const wall = (c1.t - c0.t) / 1000;
+  /** Tasks created through REST by every load-generator process at once. */
+  const viaRest = async (tasks: number) => {
+    const created = await Promise.all(
+      sims.map((s) =>
+        s.ask<Extract<SimEvent, { ev: 'created' }>>({
+          cmd: 'create',
+          http,
+          tasks: Math.ceil(tasks / SIMS),
+          concurrency: conc,
+        }),
+      ),
+    );
+    await allDone(tasks);
     return {
-      ok: created.reduce((a, c) => a + c.ok, 0),
       errors: created.reduce((a, c) => a + c.errors, 0),
       firstError: created.find((c) => c.firstError)?.firstError,
-      createS,
-      platCpu: (100 * (c1.plat - c0.plat)) / wall,
-      pgCpu: (100 * (c1.pg - c0.pg)) / wall,
-      simsCpu: (100 * (c1.sims - c0.sims)) / wall,
-      machineBusy: (100 * (c1.m.busy - c0.m.busy)) / (c1.m.total - c0.m.total),
-      requests: per * SIMS,
-      conc,
     };
   };
-  await dispatch(Math.min(2000, Math.ceil(TASKS / 10)));
-  const { rows: markRows } = await pgc.query<{ t: Date }>(`select now() as t`);
-  const mark = markRows[0]?.t;
-  const d = await dispatch(TASKS);
-  const { rows: qr } = await pgc.query<{
-    n: string;
-    ok: string;
-    create_secs: number;
-    secs: number;
+  /**
+   * Tasks inserted by one SQL statement (copies of a REST-created task, spread
+   * over every online agent), so that dispatch -> result is measured without
+   * the REST API in front: the platform learns of them by NOTIFY, as it does
+   * of tasks created through another platform process.
+   */
+  const viaSql = async (tasks: number) => {
+    await pgc.query(
+      `insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+                          timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds,
+                          status, delivery_deadline)
+       select gen_random_uuid(), a.agent_id, t.type, t.script, t.args, t.env, t.clean_env, t.working_dir, t.run_as,
+              t.timeout_seconds, t.kill_grace_seconds, t.limits, t.delivery_timeout_seconds,
+              'pending', now() + make_interval(secs => t.delivery_timeout_seconds)
+         from generate_series(0, $1::int - 1) g
+         join (select agent_id, (row_number() over (order by agent_id)) - 1 as i
+                 from agents where status = 'online') a
+           on a.i = g % (select count(*) from agents where status = 'online')
+        cross join (select * from tasks order by created_at limit 1) t`,
+      [tasks],
+    );
+    await allDone(tasks);
+    return { errors: 0, firstError: undefined };
+  };
+  interface Phase {
+    n: number;
+    ok: number;
+    errors: number;
+    firstError: string | undefined;
+    createRate: number;
+    rate: number;
     p50: number;
     p99: number;
-  }>(
-    `select count(*) as n,
-            count(*) filter (where status = 'succeeded') as ok,
-            extract(epoch from max(created_at) - min(created_at))::float8 as create_secs,
-            extract(epoch from max(completed_at) - min(created_at))::float8 as secs,
-            percentile_cont(0.5) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p50,
-            percentile_cont(0.99) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p99
-       from tasks where created_at > $1`,
-    [mark],
-  );
-  const q = qr[0];
-  if (!q) throw new Error('no task rows');
-  const n = Number(q.n);
-  const rate = n / q.secs;
-  const createRate = n / q.create_secs;
+    use: ReturnType<typeof usage>;
+    waitTop: string;
+  }
+  const measure = async (how: (tasks: number) => Promise<{ errors: number; firstError?: string }>) => {
+    const { rows: markRows } = await pgc.query<{ t: Date }>(`select clock_timestamp() as t`);
+    const s0 = await snap();
+    const waits = sampleWaits();
+    const out = await how(TASKS);
+    const use = usage(s0, await snap());
+    const waitTop = await waits.stop();
+    const { rows } = await pgc.query<{
+      n: string;
+      ok: string;
+      create_secs: number;
+      secs: number;
+      p50: number;
+      p99: number;
+    }>(
+      `select count(*) as n,
+              count(*) filter (where status = 'succeeded') as ok,
+              extract(epoch from max(created_at) - min(created_at))::float8 as create_secs,
+              extract(epoch from max(completed_at) - min(created_at))::float8 as secs,
+              percentile_cont(0.5) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p50,
+              percentile_cont(0.99) within group (order by extract(epoch from completed_at - created_at) * 1000)::float8 as p99
+         from tasks where created_at > $1`,
+      [markRows[0]?.t],
+    );
+    const q = rows[0];
+    if (!q) throw new Error('no task rows');
+    const n = Number(q.n);
+    const phase: Phase = {
+      n,
+      ok: Number(q.ok),
+      errors: out.errors,
+      firstError: out.firstError,
+      createRate: q.create_secs > 0 ? n / q.create_secs : Infinity,
+      rate: n / q.secs,
+      p50: q.p50,
+      p99: q.p99,
+      use,
+      waitTop,
+    };
+    return phase;
+  };
+  await viaRest(Math.min(2000, Math.ceil(TASKS / 10))); // warm-up (and the template row for SQL)
+  const rest = await measure(viaRest);
+  const bulk = await measure(viaSql);
   const final = await stats();
   await pgc.end();
   clearInterval(rssSampler);
   const peak = Math.max(...samples);
 
   const perAgentKb = (withAgents.rssBytes - idle.rssBytes) / Math.max(1, online) / 1024;
+  const pct = (x: number) => `${round(x, 0)} %`;
   const rows: (string | number)[][] = [
     ['machine CPU busy before the run (other load)', `${round(otherLoad, 0)} % of all cores`, ''],
     ['agents online (in the database)', `${online} of ${N}`, ''],
@@ -319,41 +412,82 @@ try {
       '',
     ],
     [
-      `platform CPU, heartbeats only (${HB_INTERVAL} s interval, ${round(hbWall, 0)} s)`,
-      `${round(hbPlatCpu, 2)} % of a core`,
+      `platform CPU, heartbeats only (${HB_INTERVAL} s interval, ${round(hb.wall, 0)} s)`,
+      `${round(hb.platPct, 2)} % of a core`,
       '',
     ],
-    ['PostgreSQL CPU (this database), heartbeats only', `${round(hbPgCpu, 2)} % of a core`, ''],
+    ['PostgreSQL CPU (this database), heartbeats only', `${round(hb.pgPct, 2)} % of a core`, ''],
     [
       'heartbeats sent / acked in the window',
       `${heartbeats} / ${heartbeatAcks}`,
-      `~${round((N * hbWall) / HB_INTERVAL, 0)} expected`,
+      `~${round((N * hb.wall) / HB_INTERVAL, 0)} expected`,
     ],
-    [
-      `tasks created through REST (${SIMS} processes x ${d.conc} concurrent)`,
-      `${n} (${d.errors} errors)`,
-      '',
-    ],
-    ['creation rate (REST, created_at spread)', `${round(createRate, 0)} tasks/s`, ''],
-    ['dispatch throughput, created -> result stored', `${round(rate, 0)} tasks/s`, '>= 2,000 tasks/s'],
-    ['latency created -> stored, p50 / p99', `${round(q.p50, 1)} / ${round(q.p99, 1)} ms`, ''],
-    ['succeeded', `${q.ok} of ${n}`, ''],
-    ['platform CPU during dispatch', `${round(d.platCpu, 0)} % of a core`, ''],
-    ['PostgreSQL CPU (this database) during dispatch', `${round(d.pgCpu, 0)} % of a core`, ''],
-    ['load generators CPU during dispatch', `${round(d.simsCpu, 0)} % of a core`, ''],
-    ['machine CPU busy during dispatch', `${round(d.machineBusy, 0)} % of all cores`, ''],
+  ];
+  for (const [name, p] of [
+    [`REST (${SIMS} processes x ${conc} concurrent POSTs)`, rest],
+    ['one SQL INSERT (dispatch path alone)', bulk],
+  ] as const) {
+    rows.push(
+      [`**${name}**: tasks, errors`, `${p.n}, ${p.errors} errors, ${p.ok} succeeded`, ''],
+      ['  creation rate (created_at spread)', `${round(p.createRate, 0)} tasks/s`, ''],
+      ['  throughput, created -> result stored', `${round(p.rate, 0)} tasks/s`, '>= 2,000 tasks/s'],
+      ['  latency created -> stored, p50 / p99', `${round(p.p50, 1)} / ${round(p.p99, 1)} ms`, ''],
+      [
+        '  CPU: platform / PostgreSQL (this DB) / load generators',
+        `${pct(p.use.platPct)} / ${pct(p.use.pgPct)} / ${pct(p.use.simsPct)} of a core`,
+        '',
+      ],
+      ['  machine CPU busy', `${pct(p.use.machinePct)} of all cores`, ''],
+      ['  PostgreSQL backends of this DB (mean count by state)', p.waitTop, ''],
+    );
+  }
+  rows.push(
     ['platform RSS peak (whole run)', `${round(peak / MB, 1)} MB`, ''],
     [
       'stream errors / reconnects of simulated agents',
       `${sum(final, 'streamErrors')} / ${sum(final, 'reconnects')}`,
       '0 / 0',
     ],
-  ];
+  );
+  const phaseJson = (prefix: string, p: Phase) => ({
+    [`${prefix}_tasks`]: p.n,
+    [`${prefix}_errors`]: p.errors,
+    [`${prefix}_succeeded`]: p.ok,
+    [`${prefix}_create_per_s`]: round(p.createRate, 0),
+    [`${prefix}_per_s`]: round(p.rate, 0),
+    [`${prefix}_latency_p50_ms`]: round(p.p50, 1),
+    [`${prefix}_latency_p99_ms`]: round(p.p99, 1),
+    [`${prefix}_platform_cpu_pct`]: round(p.use.platPct, 0),
+    [`${prefix}_pg_cpu_pct`]: round(p.use.pgPct, 0),
+    [`${prefix}_machine_busy_pct`]: round(p.use.machinePct, 0),
+  });
+  const json = {
+    bench: 'fleet',
+    agents: N,
+    agents_online: online,
+    machine_busy_before_pct: round(otherLoad, 0),
+    sim_processes: SIMS,
+    connect_s: round(connectS, 2),
+    platform_rss_idle_mb: round(idle.rssBytes / MB, 1),
+    platform_rss_agents_mb: round(withAgents.rssBytes / MB, 1),
+    platform_rss_after_heartbeats_mb: round(afterHeartbeats.rssBytes / MB, 1),
+    platform_rss_peak_mb: round(peak / MB, 1),
+    rss_per_agent_kb: round(perAgentKb, 1),
+    heartbeat_interval_s: HB_INTERVAL,
+    heartbeat_cpu_pct: round(hb.platPct, 2),
+    heartbeat_pg_cpu_pct: round(hb.pgPct, 2),
+    heartbeats_in_window: heartbeats,
+    ...phaseJson('rest', rest),
+    ...phaseJson('sql', bulk),
+    stream_errors: sum(final, 'streamErrors'),
+    goal_rss_mb_at_10000: 1024,
+    goal_dispatch_per_s: 2000,
+  };
   // Stop the platform cleanly (SIGTERM) so that --cpu-prof writes its profile.
   for (const s of sims) await s.ask({ cmd: 'close' });
   process.kill(platform.pid, 'SIGTERM');
   await Promise.race([platform.exited, sleep(20_000)]);
-  if (d.firstError) console.error(`first task creation error: ${d.firstError}`);
+  if (rest.firstError) console.error(`first task creation error: ${rest.firstError}`);
   if (PROFILE) {
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (!file) console.error(`no profile in ${profDir}: the platform did not exit cleanly`);
@@ -369,38 +503,10 @@ try {
     }
   }
   report(
-    `fleet: ${online} simulated agents on one platform process, ${n} tasks`,
+    `fleet: ${online} simulated agents on one platform process, ${TASKS} tasks per phase`,
     ['what', 'measured', 'goal'],
     rows,
-    {
-      bench: 'fleet',
-      agents: N,
-      agents_online: online,
-      machine_busy_before_pct: round(otherLoad, 0),
-      sim_processes: SIMS,
-      connect_s: round(connectS, 2),
-      platform_rss_idle_mb: round(idle.rssBytes / MB, 1),
-      platform_rss_agents_mb: round(withAgents.rssBytes / MB, 1),
-      platform_rss_after_heartbeats_mb: round(afterHeartbeats.rssBytes / MB, 1),
-      platform_rss_peak_mb: round(peak / MB, 1),
-      rss_per_agent_kb: round(perAgentKb, 1),
-      heartbeat_interval_s: HB_INTERVAL,
-      heartbeat_cpu_pct: round(hbPlatCpu, 2),
-      heartbeat_pg_cpu_pct: round(hbPgCpu, 2),
-      heartbeats_in_window: heartbeats,
-      tasks: n,
-      task_errors: d.errors,
-      tasks_succeeded: Number(q.ok),
-      create_per_s: round(createRate, 0),
-      dispatch_per_s: round(rate, 0),
-      latency_p50_ms: round(q.p50, 1),
-      latency_p99_ms: round(q.p99, 1),
-      dispatch_platform_cpu_pct: round(d.platCpu, 0),
-      dispatch_pg_cpu_pct: round(d.pgCpu, 0),
-      dispatch_machine_busy_pct: round(d.machineBusy, 0),
-      goal_rss_mb_at_10000: 1024,
-      goal_dispatch_per_s: 2000,
-    },
+    json,
   );
 } finally {
   for (const s of sims) if (s.child.exitCode === null) s.child.kill('SIGKILL');
