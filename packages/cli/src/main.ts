@@ -9,7 +9,7 @@ import { registerTasksCommand } from './commands/tasks.js';
 import { registerAgentsCommand } from './commands/agents.js';
 import { registerTokensCommand } from './commands/tokens.js';
 import { describeError } from './errors.js';
-import { flushAndExit } from './output/write.js';
+import { exitOnBrokenPipe, flushAndExit } from './output/write.js';
 
 export function buildProgram(): Command {
   const program = new Command('apctl')
@@ -29,6 +29,7 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  exitOnBrokenPipe();
   try {
     await program.parseAsync(argv);
   } catch (err) {

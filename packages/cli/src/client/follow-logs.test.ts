@@ -68,7 +68,7 @@ test('a stream that drops is reopened from the last seq, and replayed chunks are
     ],
   );
   assert.deepEqual(since, [0, 2, 2, 4]);
-  // Attempts count up while failing and start over after a successful connect.
+  // Attempts count up while failing and start over once events flow again.
   assert.deepEqual(attempts, [1, 2, 1]);
   assert.equal(result.status, 'succeeded');
 });
@@ -113,4 +113,34 @@ test('seqs the platform never sends are reported as a gap', async () => {
     sleep: async () => undefined,
   });
   assert.deepEqual(gaps, [[3, 4]]);
+});
+
+test('a failure to write a log (EPIPE on stdout) ends the follow instead of reconnecting', async () => {
+  const { client, since } = fakeClient([() => body(log(1) + log(2) + end), () => body(end)]);
+  const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+  await assert.rejects(
+    followTaskLogs({
+      client,
+      taskId: 't',
+      onLog: () => {
+        throw epipe;
+      },
+      sleep: async () => undefined,
+    }),
+    (err: unknown) => err === epipe,
+  );
+  assert.deepEqual(since, [0]);
+});
+
+test('a stream that connects and drops without an event keeps backing off', async () => {
+  const { client } = fakeClient([() => body(''), () => body(''), () => body(''), () => body(end)]);
+  const attempts: number[] = [];
+  await followTaskLogs({
+    client,
+    taskId: 't',
+    onLog: () => undefined,
+    onReconnect: (n) => attempts.push(n),
+    sleep: async () => undefined,
+  });
+  assert.deepEqual(attempts, [1, 2, 3]);
 });

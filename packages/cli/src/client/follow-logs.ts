@@ -38,6 +38,9 @@ class StreamDropped extends Error {
   readonly retryable = true;
 }
 
+/** Wraps a failure of `onLog` (EPIPE on our stdout, say): the caller's, never retried. */
+class ConsumerFailed extends Error {}
+
 function parseJson<T>(data: string, what: string): T {
   try {
     return JSON.parse(data) as T;
@@ -55,13 +58,18 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
   for (;;) {
     try {
       const body = await opts.client.openLogStream(opts.taskId, lastSeq, opts.signal);
-      attempt = 0;
       for await (const ev of readSse(body)) {
+        // Reset on an event, not on connect: a stream that opens and drops at once still backs off.
+        attempt = 0;
         if (ev.event === 'log') {
           const log = parseJson<LogEntry>(ev.data, 'log');
           if (log.seq <= lastSeq) continue;
           if (log.seq > lastSeq + 1) opts.onGap?.(lastSeq + 1, log.seq - 1);
-          await opts.onLog(log);
+          try {
+            await opts.onLog(log);
+          } catch (err) {
+            throw new ConsumerFailed('onLog failed', { cause: err });
+          }
           lastSeq = log.seq;
         } else if (ev.event === 'end') {
           return parseJson<TaskEnd>(ev.data, 'end');
@@ -69,6 +77,7 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
       }
       throw new StreamDropped(`log stream ended before the task did (last seq ${lastSeq})`);
     } catch (err) {
+      if (err instanceof ConsumerFailed) throw err.cause;
       if (opts.signal?.aborted) throw err;
       // A body that breaks mid-read surfaces as a plain TypeError/Error from undici.
       const dropped = err instanceof StreamDropped || isRetryable(err) || isStreamBreak(err);

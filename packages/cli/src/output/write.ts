@@ -26,3 +26,18 @@ export async function flushAndExit(code: number): Promise<never> {
 export function printRaw(raw: string): void {
   process.stdout.write(raw.endsWith('\n') ? raw : `${raw}\n`);
 }
+
+/**
+ * A reader that went away (`apctl tasks list | head -1`) ends apctl quietly
+ * with 141, as SIGPIPE would end a C program: without this, a pending
+ * 'drain' would wait forever, or an unhandled 'error' would print a stack.
+ * A task being followed by `apctl run` keeps running on its agent.
+ */
+export function exitOnBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(141);
+      throw err;
+    });
+  }
+}
