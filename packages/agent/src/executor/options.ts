@@ -13,6 +13,7 @@ export interface ResolvedExecutorOptions {
   maxChunkBytes: number;
   workDir: string;
   containWithoutLimits: boolean;
+  spawnHelper: boolean;
   logger: Logger;
 }
 
@@ -37,6 +38,7 @@ export function resolveExecutorOptions(options: TaskExecutorOptions = {}): Resol
     maxChunkBytes: Math.max(4, positive(options.maxChunkBytes, 64 * 1024, 'maxChunkBytes')),
     workDir: options.workDir ?? path.join(os.tmpdir(), 'agent-platform-tasks'),
     containWithoutLimits: options.containWithoutLimits ?? true,
+    spawnHelper: options.spawnHelper ?? true,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
 }

@@ -10,6 +10,7 @@ import { createCgroupManager, createNoCgroupManager, type CgroupManager } from '
 import { ExecutorError, describeError } from './errors.js';
 import { resolveExecutorOptions } from './options.js';
 import { ensureWorkDir } from './task-command.js';
+import { createSpawner, type Spawner } from './spawner.js';
 import { TaskRun, type HostTools } from './task-run.js';
 import type { OutputChunk, RunningTask, TaskExecutor, TaskExecutorOptions, TaskSpec } from './types.js';
 
@@ -53,6 +54,22 @@ export function createTaskExecutor(
     internals.cgroups ?? createCgroupManager(logger),
   ).catch((err: unknown) => createNoCgroupManager(`cgroup probe failed: ${describeError(err)}`));
   const tools = internals.tools ? Promise.resolve(internals.tools) : probeTools();
+  // The spawn helper starts in the background; if it dies it is started again
+  // (a few times), else tasks fall back to child_process.spawn.
+  let spawnerP: Promise<Spawner | null> = opts.spawnHelper ? createSpawner(logger) : Promise.resolve(null);
+  let spawnerRestarts = 0;
+  const currentSpawner = async (): Promise<Spawner | null> => {
+    const p = spawnerP;
+    const s = await p;
+    if (!s || s.alive || closed) return s?.alive ? s : null;
+    if (spawnerP === p) {
+      if (spawnerRestarts >= 5) return null;
+      spawnerRestarts++;
+      logger.warn({ restarts: spawnerRestarts }, 'restarting the spawn helper');
+      spawnerP = createSpawner(logger);
+    }
+    return spawnerP;
+  };
   const queue: TaskRun[] = [];
   const active = new Set<TaskRun>();
   const known = new Map<string, TaskRun>();
@@ -108,6 +125,7 @@ export function createTaskExecutor(
         options: opts,
         cgroups,
         tools,
+        spawner: currentSpawner,
         serial: ++serial,
         ensureWorkDir: ensureWork,
       });
@@ -143,6 +161,7 @@ export function createTaskExecutor(
       for (const run of all) if (!active.has(run) && !run.isDone) launch(run);
       await Promise.all(all.map((run) => run.result));
       await Promise.all([...cleanups]);
+      await (await spawnerP)?.close();
     },
   };
 }

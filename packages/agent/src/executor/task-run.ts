@@ -12,7 +12,7 @@
  * (as far as the process group and the task's cgroup can see) and every chunk
  * has been handed to the consumer.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
@@ -21,6 +21,7 @@ import type { CgroupManager, TaskCgroup } from './cgroups.js';
 import { describeError } from './errors.js';
 import type { ResolvedExecutorOptions } from './options.js';
 import { OutputCapture, type StreamName } from './output-capture.js';
+import type { ExitInfo, Spawner, TaskProcess } from './spawner.js';
 import {
   TaskSetupError,
   buildEnv,
@@ -45,6 +46,8 @@ export interface TaskRunContext {
   options: ResolvedExecutorOptions;
   cgroups: Promise<CgroupManager>;
   tools: Promise<HostTools>;
+  /** The pre-started spawn helper, or null: tasks are then forked by Node itself. */
+  spawner(): Promise<Spawner | null>;
   /** Unique per executor, so two runs of one task id never share a cgroup. */
   serial: number;
   /** Makes the work directory; memoized by the executor, `again` after it vanished (tmp cleaners). */
@@ -75,7 +78,7 @@ export class TaskRun {
   private resolveStarted!: (at: Date) => void;
   private resolveResult!: (result: ExecResult) => void;
   private stopReason: StopReason | null = null;
-  private child: ChildProcess | null = null;
+  private proc: TaskProcess | null = null;
   private cgroup: TaskCgroup | null = null;
   private killTimer: NodeJS.Timeout | null = null;
   private readonly logger: Logger;
@@ -153,6 +156,7 @@ export class TaskRun {
     env: Record<string, string>;
     user: TaskUser | null;
     tools: HostTools;
+    spawner: Spawner | null;
     taskDir: { dir: string; scriptFile: string };
   }> {
     const spec = this.spec;
@@ -177,7 +181,13 @@ export class TaskRun {
       if (spec.workingDir !== '') await checkWorkingDir(spec.workingDir);
       const env = buildEnv(spec, user);
       let argv = await interpreterCommand(spec, scriptFile, env);
-      const [cgroups, tools] = await Promise.all([this.ctx.cgroups, this.ctx.tools]);
+      const [cgroups, tools, helper] = await Promise.all([
+        this.ctx.cgroups,
+        this.ctx.tools,
+        this.ctx.spawner(),
+      ]);
+      // The helper cannot switch users itself; without setpriv, Node's uid option does.
+      const spawner = user && !tools.setpriv ? null : helper;
       const limits = spec.limits;
       const wantsCgroupLimit = limits.memoryBytes > 0 || limits.cpuMillicores > 0 || limits.maxProcesses > 0;
       if (wantsCgroupLimit || this.ctx.options.containWithoutLimits) {
@@ -214,10 +224,14 @@ export class TaskRun {
         argv = [tools.setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
       }
       if (prlimitArgs.length > 0 && tools.prlimit) argv = [tools.prlimit, ...prlimitArgs, '--', ...argv];
-      // With limits the wrapper joins the cgroups before exec, so the limits hold from
-      // the first instruction. Without, the agent writes the pid right after spawn:
-      // the wrapper's extra exec costs ~0.6 ms per task; the direct write ~0.08 ms.
-      if (this.cgroup && wantsCgroupLimit && (!user || tools.setpriv)) {
+      // The spawn helper joins the cgroups in the child before exec: limits and
+      // containment hold from the first instruction. Without the helper, a task with
+      // limits is started through a wrapper that joins them before exec (one more
+      // exec of sh, ~0.6 ms); one without limits is moved in right after spawn.
+      if (spawner) {
+        this.joinAfterSpawn = false;
+        this.joinStrict = wantsCgroupLimit;
+      } else if (this.cgroup && wantsCgroupLimit && (!user || tools.setpriv)) {
         argv = [
           '/bin/sh',
           '-c',
@@ -235,6 +249,7 @@ export class TaskRun {
         env,
         user,
         tools,
+        spawner,
         taskDir: { dir, scriptFile },
       };
     } catch (err) {
@@ -244,6 +259,7 @@ export class TaskRun {
   }
 
   private joinAfterSpawn = true;
+  private joinStrict = false;
 
   private async execute({
     argv,
@@ -251,47 +267,86 @@ export class TaskRun {
     env,
     user,
     tools,
+    spawner,
   }: {
     argv: string[];
     cwd: string;
     env: Record<string, string>;
     user: TaskUser | null;
     tools: HostTools;
+    spawner: Spawner | null;
   }): Promise<ExecResult> {
-    // No await between the caller's stopReason check and spawn: a cancel is either
-    // seen there or finds the task running.
     const [file, ...args] = argv;
     if (!file) throw new TaskSetupError('empty command');
-    const useSpawnUid = user !== null && !tools.setpriv;
-    const child = spawn(file, args, {
-      cwd,
-      env,
-      // Own process group: timeouts and cancels signal -pgid, reaching every
-      // descendant that did not call setsid/setpgid.
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(useSpawnUid ? { uid: user.uid, gid: user.gid } : {}),
-    });
-    this.child = child;
-    const exited = new Promise<{
-      code: number | null;
-      signal: NodeJS.Signals | null;
-      error: NodeJS.ErrnoException | null;
-    }>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal, error: null }));
-      child.once('error', (error) => resolve({ code: null, signal: null, error }));
-    });
-    if (child.pid === undefined) {
-      const { error } = await exited;
-      this.destroyStreams();
-      const code = error?.code;
-      return this.finishWithoutProcess(
-        'failed',
-        `cannot start ${file}: ${describeError(error)}`,
-        code === 'ENOENT' ? 127 : code === 'EACCES' ? 126 : -1,
-      );
+    let proc: TaskProcess;
+    if (spawner) {
+      const envList: string[] = [];
+      for (const k in env) envList.push(`${k}=${env[k]}`);
+      if ([cwd, ...argv, ...envList].some((x) => x.includes('\0')))
+        throw new TaskSetupError('arguments, environment and working directory must not contain NUL bytes');
+      const outcome = await spawner.start({
+        file,
+        args,
+        cwd,
+        env: envList,
+        joinCgroups: this.cgroup?.procsFiles ?? [],
+        joinStrict: this.joinStrict,
+      });
+      if ('error' in outcome) {
+        // A start the helper lost track of may have forked: the cgroup catches it.
+        if (this.cgroup) await this.cgroup.killAll();
+        const code = outcome.error.code;
+        const message =
+          outcome.stage === 'join'
+            ? `cannot move the task into its cgroup: ${describeError(outcome.error)}`
+            : outcome.stage === 'chdir'
+              ? `cannot enter working directory ${cwd}: ${describeError(outcome.error)}`
+              : `cannot start ${file}: ${describeError(outcome.error)}`;
+        return this.finishWithoutProcess(
+          'failed',
+          message,
+          outcome.stage === 'exec' && code === 'ENOENT'
+            ? 127
+            : outcome.stage === 'exec' && code === 'EACCES'
+              ? 126
+              : -1,
+        );
+      }
+      proc = outcome.process;
+      this.proc = proc;
+    } else {
+      // No await between the caller's stopReason check and spawn: a cancel is either
+      // seen there or finds the task running.
+      const useSpawnUid = user !== null && !tools.setpriv;
+      const child = spawn(file, args, {
+        cwd,
+        env,
+        // Own process group: timeouts and cancels signal -pgid, reaching every
+        // descendant that did not call setsid/setpgid.
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...(useSpawnUid ? { uid: user.uid, gid: user.gid } : {}),
+      });
+      const exited = new Promise<ExitInfo>((resolve) => {
+        child.once('exit', (code, signal) => resolve({ code, signal, error: null }));
+        child.once('error', (error) => resolve({ code: null, signal: null, error }));
+      });
+      if (child.pid === undefined || !child.stdout || !child.stderr) {
+        const { error } = await exited;
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        const code = error?.code;
+        return this.finishWithoutProcess(
+          'failed',
+          `cannot start ${file}: ${describeError(error)}`,
+          code === 'ENOENT' ? 127 : code === 'EACCES' ? 126 : -1,
+        );
+      }
+      proc = { pid: child.pid, stdout: child.stdout, stderr: child.stderr, exited };
+      this.proc = proc;
     }
-    const pid = child.pid;
+    const exited = proc.exited;
+    const pid = proc.pid;
     // Joining after exec leaves a window (the write lands while sh is still
     // loading) in which a process could fork and setsid out of reach. Tasks with
     // cgroup limits use the wrapper instead and have no such window.
@@ -313,7 +368,7 @@ export class TaskRun {
       this.stop(pending);
     }
 
-    const streamsClosed = this.wireStreams(child);
+    const streamsClosed = this.wireStreams(proc);
     const timeoutSeconds =
       this.spec.timeoutSeconds > 0 ? this.spec.timeoutSeconds : this.ctx.options.defaultTimeoutSeconds;
     const timeout = setTimeout(
@@ -365,10 +420,11 @@ export class TaskRun {
   }
 
   /** Reads both pipes into the capture, pausing while the consumer is busy. */
-  private wireStreams(child: ChildProcess): { waitForEnd(): Promise<void> } {
-    const streams: Array<[StreamName, Readable]> = [];
-    if (child.stdout) streams.push(['stdout', child.stdout]);
-    if (child.stderr) streams.push(['stderr', child.stderr]);
+  private wireStreams(proc: TaskProcess): { waitForEnd(): Promise<void> } {
+    const streams: Array<[StreamName, Readable]> = [
+      ['stdout', proc.stdout],
+      ['stderr', proc.stderr],
+    ];
     let paused = false;
     let lastDataAt = Date.now();
     const limit = this.spec.limits.maxOutputBytes;
@@ -460,7 +516,7 @@ export class TaskRun {
   }
 
   private signalGroup(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
+    const pid = this.proc?.pid;
     if (pid !== undefined) {
       // ESRCH (an empty group) is the usual answer after a normal exit; its stack
       // trace was a third of the executor's own per-task CPU time, so none is captured.
@@ -474,11 +530,6 @@ export class TaskRun {
         Error.stackTraceLimit = traceLimit;
       }
     }
-  }
-
-  private destroyStreams(): void {
-    this.child?.stdout?.destroy();
-    this.child?.stderr?.destroy();
   }
 
   private finishWithoutProcess(status: TerminalStatus, error: string, exitCode: number): ExecResult {

@@ -135,6 +135,13 @@ export interface TaskExecutorOptions {
    * cgroup migration per task (~0.1-0.2 ms here); false trades that for speed.
    */
   containWithoutLimits?: boolean;
+  /**
+   * Start tasks through a small pre-started Perl helper instead of forking the
+   * agent (see spawner.ts): much cheaper per task, and the cgroup join happens in
+   * the child before exec. Default true; without Perl or /proc, or if the helper
+   * fails its start-up check, `child_process.spawn` is used.
+   */
+  spawnHelper?: boolean;
   /** Default: a silent logger. */
   logger?: Logger;
 }
