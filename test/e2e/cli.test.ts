@@ -220,6 +220,42 @@ test('usage errors exit 2 and a platform that is not there is named', async () =
   );
 });
 
+test('over HTTPS, apctl trusts the platform CA given with --ca-cert and refuses it otherwise', async () => {
+  // A second platform process on the same database, with TLS (its own CA in its data dir).
+  const dataDir = path.join(work, 'tls-platform');
+  const tlsPort = await freePort();
+  procs.start(
+    [
+      'server',
+      '--data-dir',
+      dataDir,
+      '--grpc-listen',
+      `127.0.0.1:${await freePort()}`,
+      '--http-listen',
+      `127.0.0.1:${tlsPort}`,
+    ],
+    { DATABASE_URL: db.url, AP_INSECURE: '' },
+  );
+  const url = `https://127.0.0.1:${tlsPort}`;
+  const ca = path.join(dataDir, 'tls', 'ca.crt');
+  await waitFor(
+    'TLS platform up',
+    async () => (await run(['agents', 'list', '--server', url, '--ca-cert', ca])).code === 0,
+    30_000,
+  );
+
+  const untrusted = await run(['agents', 'list', '--server', url]);
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.stderr, /^apctl: PLATFORM_UNTRUSTED: .*--ca-cert/);
+
+  // The agent is connected to the other process; the task reaches it through the database,
+  // and its output comes back over the TLS event stream.
+  const r = await run(['run', '--agent', agentId, '--', 'echo over tls; echo e >&2; exit 4'], {
+    env: { APCTL_SERVER: url, APCTL_CA_CERT: ca },
+  });
+  assert.deepEqual([r.code, r.stdout, r.stderr], [4, 'over tls\n', 'e\n']);
+});
+
 test('run survives a platform SIGKILL: it reconnects, misses nothing it already had, repeats nothing', async () => {
   const r = apctl(['run', '--agent', agentId, '--', 'echo before; sleep 8; echo after; exit 7']);
   await waitFor('first line', async () => r.stdout() === 'before\n');

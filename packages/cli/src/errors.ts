@@ -10,6 +10,8 @@ export const CLI_ERRORS = {
   USAGE: { exitCode: 2, retryable: false },
   /** No TCP connection to the platform's REST address (refused, DNS, reset). */
   PLATFORM_UNREACHABLE: { exitCode: 1, retryable: true },
+  /** The platform's TLS certificate does not chain to a CA we trust (see --ca-cert). */
+  PLATFORM_UNTRUSTED: { exitCode: 1, retryable: false },
   /** The platform answered something that is not the JSON we expect. */
   BAD_RESPONSE: { exitCode: 1, retryable: false },
 } as const;

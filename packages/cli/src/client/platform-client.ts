@@ -120,9 +120,21 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
       });
     } catch (err) {
       if (isAbort(err)) throw err;
+      const reason = networkReason(err);
+      if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(reason)) {
+        throw new CliError(
+          'PLATFORM_UNTRUSTED',
+          `the certificate of ${server} is not trusted (${reason}); pass --ca-cert with the platform's CA ` +
+            '(tls/ca.crt in its data directory) or set APCTL_CA_CERT',
+          { cause: err },
+        );
+      }
       throw new CliError(
         'PLATFORM_UNREACHABLE',
-        `cannot reach the platform at ${server} (${networkReason(err)}); set --server or APCTL_SERVER`,
+        `cannot reach the platform at ${server} (${reason}); ` +
+          (server.startsWith('http:') && /other side closed|ECONNRESET/.test(reason)
+            ? 'if it serves HTTPS (the default), use an https:// URL with --ca-cert'
+            : 'set --server or APCTL_SERVER'),
         { cause: err },
       );
     }

@@ -1,18 +1,25 @@
 /** Flag parsers and the flags every client command shares (`--server`, `--token`, `--json`). */
-import { Option, type Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { createCaFetch } from '../client/ca-fetch.js';
 import { createPlatformClient, resolveServer, type PlatformClient } from '../client/platform-client.js';
 import { usageError } from '../errors.js';
 
 export interface ClientFlags {
   server?: string;
   token?: string;
+  caCert?: string;
 }
 
 /** Adds `--server` and `--token`; both per command, so `apctl agent --server` keeps its own meaning. */
 export function addClientFlags(cmd: Command): Command {
   return cmd
     .option('--server <url>', 'platform REST URL (env APCTL_SERVER) [http://127.0.0.1:8080]')
-    .addOption(new Option('--token <token>', 'bearer token (env APCTL_TOKEN)').hideHelp());
+    .option('--token <token>', 'API token, sent as a bearer token (env APCTL_TOKEN)')
+    .option(
+      '--ca-cert <file>',
+      "PEM CA to trust for an https --server, e.g. the platform's tls/ca.crt (env APCTL_CA_CERT)",
+    );
 }
 
 export function addJsonFlag(cmd: Command): Command {
@@ -20,9 +27,21 @@ export function addJsonFlag(cmd: Command): Command {
 }
 
 export function clientFrom(flags: ClientFlags, env = process.env): PlatformClient {
+  const caFile = flags.caCert ?? (env.APCTL_CA_CERT || undefined);
+  let ca: Buffer | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (err) {
+      throw usageError(
+        `cannot read --ca-cert ${caFile}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
   return createPlatformClient({
     server: resolveServer(flags.server, env),
     token: flags.token ?? (env.APCTL_TOKEN || undefined),
+    ...(ca ? { fetch: createCaFetch(ca) } : {}),
   });
 }
 
