@@ -162,6 +162,7 @@ export function createTaskExecutor(
       await Promise.all(all.map((run) => run.result));
       await Promise.all([...cleanups]);
       await (await spawnerP)?.close();
+      await (await cgroups).close?.();
     },
   };
 }
