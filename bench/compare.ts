@@ -1,0 +1,522 @@
+/**
+ * `npm run bench:compare -- --hosts 1,10,50`: `echo hi` on N hosts, in one run,
+ * three ways:
+ *
+ *   platform  N real agent processes (bench/support.ts startCluster) on this
+ *             machine; N tasks POSTed at once, wall time until every result is
+ *             stored (each task's SSE log follow ends at its terminal state).
+ *             Measured from a warm client (a long-running caller: API user,
+ *             web UI) and from a fresh `node` process per run (what a person
+ *             typing a command pays, as with pdsh and ansible).
+ *   pdsh      `pdsh -R ssh -f N -w 127.0.0.[2-N+1] echo hi`, plain ssh (cold)
+ *             and with ssh ControlMaster connections kept open (warm).
+ *   ansible   `ansible all -i <inventory> -m command -a 'echo hi' -f N`,
+ *             pipelining on; cold (no ssh connection kept) and warm
+ *             (ControlPersist, after a first run opened the connections).
+ *
+ * pdsh and ansible reach N loopback aliases (127.0.0.2 ...) through sshd
+ * processes started here: bound to those aliases only (sshd listens on at most
+ * 16 addresses, so one sshd per 16 hosts), on a spare port, with a throwaway
+ * host key and client key in a temp dir, torn down by pid at the end. Missing
+ * tools are installed from Debian's packages (apt-get update once, then
+ * apt-get install -y); a tool that cannot be installed is reported and skipped.
+ * Nothing under ~/.ssh or /etc/ssh is touched; /run/sshd (sshd's privilege
+ * separation directory) is created if missing and removed again.
+ *
+ * `--tools platform,pdsh,ansible` picks what runs (default all), `--runs R`.
+ * Each cell is the median of --runs runs (default 5). Goals at N = 50: >= 10x
+ * faster than pdsh, >= 50x faster than Ansible.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, tempDir, waitFor } from '../test/support/procs.js';
+import { AUTH_HEADERS } from '../test/support/security.js';
+import { machineCpu, postJson, report, round, startCluster, summarize, type Cluster } from './support.js';
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
+}
+const HOSTS = arg('hosts', '1,10,50').split(',').map(Number);
+const RUNS = Number(arg('runs', '5'));
+const TOOLS = new Set(arg('tools', 'platform,pdsh,ansible').split(','));
+const MAX = Math.max(...HOSTS);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const median = (xs: number[]) => summarize(xs).p50;
+
+/** Runs a command; resolves with wall ms, exit code and output. */
+function timed(
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ ms: number; code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ ms: performance.now() - t0, code, out }));
+  });
+}
+
+// ---------------------------------------------------------------- installation
+
+/** Installs the Debian packages behind missing commands; returns why a tool is unavailable, per tool. */
+function ensureTools(): Map<string, string> {
+  const need: [tool: string, bin: string, pkg: string][] = [
+    ['sshd', '/usr/sbin/sshd', 'openssh-server'],
+    ['pdsh', 'pdsh', 'pdsh'],
+    ['ansible', 'ansible', 'ansible'],
+  ];
+  const have = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
+  const missing = need.filter(([, bin]) => !have(bin));
+  const unavailable = new Map<string, string>();
+  if (missing.length === 0) return unavailable;
+  for (const [, , pkg] of missing) {
+    const policy = spawnSync('apt-cache', ['policy', pkg], { encoding: 'utf8' });
+    const candidate = /Candidate:\s*(\S+)/.exec(policy.stdout ?? '')?.[1] ?? '(none)';
+    console.error(`${pkg}: not installed, apt candidate ${candidate}`);
+  }
+  const installable = missing.map(([, , pkg]) => pkg);
+  console.error(`installing ${installable.join(' ')} from Debian's packages ...`);
+  const update = spawnSync('apt-get', ['update', '-qq'], { encoding: 'utf8' });
+  if (update.status !== 0) console.error(`apt-get update failed: ${(update.stderr ?? '').slice(-300)}`);
+  for (const [tool, bin, pkg] of missing) {
+    const r = spawnSync('apt-get', ['install', '-y', '-qq', pkg], {
+      encoding: 'utf8',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    if (r.status !== 0 || !have(bin)) {
+      const why = `${pkg} could not be installed: ${(r.stderr || r.stdout || '').trim().split('\n').slice(-2).join(' ')}`;
+      console.error(why);
+      unavailable.set(tool, why);
+    }
+  }
+  return unavailable;
+}
+
+// ---------------------------------------------------------------- ssh rig
+
+/** Every process below `pid`, from /proc (children before their own children are not guaranteed). */
+function descendants(pid: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(e)]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const c of kids.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** ssh control sockets the tools left in the rig's directory. */
+function controlSockets(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isSocket()) out.push(p);
+    else if (e.isDirectory()) out.push(...controlSockets(p));
+  }
+  return out;
+}
+
+interface SshRig {
+  dir: string;
+  port: number;
+  sshConfig: string;
+  stop(): Promise<void>;
+}
+
+const alias = (i: number) => `127.0.0.${i + 2}`;
+
+async function startSshRig(hosts: number): Promise<SshRig> {
+  const dir = tempDir('compare-ssh');
+  const port = await freePort();
+  const q = (...a: string[]) => execFileSync('ssh-keygen', ['-q', ...a], { stdio: 'ignore' });
+  q('-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key'));
+  q('-t', 'ed25519', '-N', '', '-f', path.join(dir, 'client_key'));
+  writeFileSync(path.join(dir, 'authorized_keys'), readFileSync(path.join(dir, 'client_key.pub')));
+  const hostPub = readFileSync(path.join(dir, 'host_key.pub'), 'utf8')
+    .trim()
+    .split(' ')
+    .slice(0, 2)
+    .join(' ');
+  writeFileSync(
+    path.join(dir, 'known_hosts'),
+    Array.from({ length: hosts }, (_, i) => `[${alias(i)}]:${port} ${hostPub}\n`).join(''),
+  );
+  const sshConfig = path.join(dir, 'ssh_config');
+  writeFileSync(
+    sshConfig,
+    [
+      'Host *',
+      '  User root',
+      `  Port ${port}`,
+      `  IdentityFile ${dir}/client_key`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${dir}/known_hosts`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  UpdateHostKeys no',
+      '  BatchMode yes',
+      '  LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+  const createdPrivsep = !existsSync('/run/sshd');
+  if (createdPrivsep) mkdirSync('/run/sshd', { mode: 0o755 });
+  // sshd listens on at most 16 addresses: one sshd per 16 aliases.
+  const sshds: { pid: number; exited: Promise<void> }[] = [];
+  for (let g = 0; g * 16 < hosts; g++) {
+    const addrs = Array.from({ length: Math.min(16, hosts - g * 16) }, (_, i) => alias(g * 16 + i));
+    const conf = path.join(dir, `sshd_config_${g}`);
+    writeFileSync(
+      conf,
+      [
+        `Port ${port}`,
+        ...addrs.map((a) => `ListenAddress ${a}`),
+        `HostKey ${dir}/host_key`,
+        `PidFile ${dir}/sshd_${g}.pid`,
+        `AuthorizedKeysFile ${dir}/authorized_keys`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'UsePAM no',
+        'StrictModes no',
+        // pdsh and ansible open N connections at once; the default 10:30:100 drops some.
+        'MaxStartups 1000',
+        'MaxSessions 1000',
+        'UseDNS no',
+        'LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<void>((r) => child.on('close', () => r()));
+    if (!child.pid) throw new Error('sshd did not start');
+    sshds.push({ pid: child.pid, exited });
+    void exited.then(() => {
+      if (err) console.error(`sshd ${g}: ${err.trim().slice(-300)}`);
+    });
+  }
+  const stop = async () => {
+    // ControlPersist masters (pdsh warm, ansible warm) are ssh processes of their own: ask each to exit.
+    for (const sock of controlSockets(dir))
+      spawnSync('ssh', ['-O', 'exit', '-o', `ControlPath=${sock}`, 'x'], { stdio: 'ignore' });
+    // Then the sshd processes: per-connection children first (they outlive their listener), then listeners.
+    const pids = sshds.flatMap((s) => [...descendants(s.pid), s.pid]);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+    }
+    await Promise.all(sshds.map((s) => Promise.race([s.exited, sleep(3000)])));
+    if (createdPrivsep) rmSync('/run/sshd', { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      'sshd answering on every alias',
+      async () => {
+        const last = alias(hosts - 1);
+        const r = await timed('ssh', ['-F', sshConfig, alias(0), 'true']);
+        const r2 = await timed('ssh', ['-F', sshConfig, last, 'true']);
+        return r.code === 0 && r2.code === 0;
+      },
+      15_000,
+      200,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { dir, port, sshConfig, stop };
+}
+
+// ---------------------------------------------------------------- the tools
+
+async function pdshRun(rig: SshRig, n: number, warm: boolean): Promise<number> {
+  const sshArgs = [`-F ${rig.sshConfig}`, '-x'];
+  if (warm)
+    sshArgs.push('-o ControlMaster=auto', '-o ControlPersist=120', `-o ControlPath=${rig.dir}/pdsh-%C`);
+  const range = n === 1 ? alias(0) : `127.0.0.[2-${n + 1}]`;
+  const r = await timed('pdsh', ['-R', 'ssh', '-f', String(n), '-w', range, 'echo', 'hi'], {
+    PDSH_SSH_ARGS: `${sshArgs.join(' ')} -l%u %h`,
+  });
+  const got = r.out.split('\n').filter((l) => /: hi$/.test(l) || l === 'hi').length;
+  if (r.code !== 0 || got !== n)
+    throw new Error(`pdsh on ${n}: exit ${r.code}, ${got} answers: ${r.out.slice(-400)}`);
+  return r.ms;
+}
+
+function ansibleSetup(
+  rig: SshRig,
+  n: number,
+): { inventory: string; env: (warm: boolean, run: number) => Record<string, string> } {
+  const inventory = path.join(rig.dir, `inventory_${n}.ini`);
+  writeFileSync(
+    inventory,
+    [
+      '[bench]',
+      ...Array.from({ length: n }, (_, i) => alias(i)),
+      '[bench:vars]',
+      `ansible_port=${rig.port}`,
+      'ansible_user=root',
+      `ansible_ssh_private_key_file=${rig.dir}/client_key`,
+      'ansible_python_interpreter=/usr/bin/python3',
+      '',
+    ].join('\n'),
+  );
+  const home = path.join(rig.dir, 'ansible-home');
+  mkdirSync(home, { recursive: true });
+  return {
+    inventory,
+    env(warm, run) {
+      const cfg = path.join(rig.dir, `ansible_${warm ? 'warm' : 'cold'}_${n}_${run}.cfg`);
+      const persist = warm
+        ? `-o ControlMaster=auto -o ControlPersist=120s`
+        : // Cold: no connection survives a run.
+          `-o ControlMaster=no`;
+      writeFileSync(
+        cfg,
+        [
+          '[defaults]',
+          `forks = ${n}`,
+          'host_key_checking = False',
+          'retry_files_enabled = False',
+          'interpreter_python = /usr/bin/python3',
+          `local_tmp = ${home}/tmp`,
+          `remote_tmp = ${home}/remote`,
+          '[ssh_connection]',
+          'pipelining = True',
+          `ssh_args = -F ${rig.sshConfig} ${persist}`,
+          `control_path_dir = ${rig.dir}/cp-${warm ? 'warm' : `cold-${run}`}`,
+          '',
+        ].join('\n'),
+      );
+      return { ANSIBLE_CONFIG: cfg, ANSIBLE_HOME: home, ANSIBLE_NOCOLOR: '1' };
+    },
+  };
+}
+
+async function ansibleRun(rig: SshRig, n: number, warm: boolean, run: number): Promise<number> {
+  const { inventory, env } = ansibleSetup(rig, n);
+  const r = await timed(
+    'ansible',
+    ['all', '-i', inventory, '-f', String(n), '-m', 'command', '-a', 'echo hi'],
+    env(warm, run),
+  );
+  const got = (r.out.match(/CHANGED \| rc=0 >>\s*\nhi/g) ?? []).length;
+  if (r.code !== 0 || got !== n)
+    throw new Error(`ansible on ${n}: exit ${r.code}, ${got} answers: ${r.out.slice(-400)}`);
+  return r.ms;
+}
+
+/** POSTs one `echo hi` per agent, then follows every task's SSE log stream to its end. */
+const CLIENT_SCRIPT = `
+const [http, ...ids] = process.argv.slice(1);
+const one = async (agent_id) => {
+  const res = await fetch(http + '/api/v1/tasks', {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: process.env.BENCH_AUTHORIZATION },
+    body: JSON.stringify({ agent_id, type: 'shell', script: 'echo hi', timeout: 30 }),
+  });
+  const task = await res.json();
+  if (!res.ok) throw new Error(JSON.stringify(task));
+  const text = await (await fetch(http + '/api/v1/tasks/' + task.task_id + '/logs?follow=1', { headers: { authorization: process.env.BENCH_AUTHORIZATION } })).text();
+  if (!text.includes('"status":"succeeded"') || !text.includes('hi')) throw new Error('task did not succeed: ' + text.slice(-300));
+};
+await Promise.all(ids.map(one));
+`;
+
+/** The same as CLIENT_SCRIPT, in this (warm) process. */
+async function platformWarm(cluster: Cluster, n: number): Promise<{ ms: number; storedMs: number }> {
+  const t0 = performance.now();
+  const ids = await Promise.all(
+    cluster.agentIds.slice(0, n).map(async (agentId) => {
+      const task = await postJson<{ task_id: string }>(`${cluster.http}/api/v1/tasks`, {
+        agent_id: agentId,
+        type: 'shell',
+        script: 'echo hi',
+        timeout: 30,
+      });
+      const text = await (await fetch(`${cluster.http}/api/v1/tasks/${task.task_id}/logs?follow=1`)).text();
+      if (!text.includes('"status":"succeeded"') || !text.includes('hi'))
+        throw new Error(`task did not succeed: ${text.slice(-300)}`);
+      return task.task_id;
+    }),
+  );
+  const ms = performance.now() - t0;
+  // What the platform itself took: first created_at to last completed_at, as stored.
+  const rows = await Promise.all(
+    ids.map(
+      async (id) =>
+        (await (await fetch(`${cluster.http}/api/v1/tasks/${id}`)).json()) as {
+          created_at: string;
+          completed_at: string;
+        },
+    ),
+  );
+  const storedMs =
+    Math.max(...rows.map((r) => Date.parse(r.completed_at))) -
+    Math.min(...rows.map((r) => Date.parse(r.created_at)));
+  return { ms, storedMs };
+}
+
+async function platformCold(cluster: Cluster, n: number): Promise<number> {
+  const r = await timed(
+    process.execPath,
+    ['--input-type=module', '-e', CLIENT_SCRIPT, cluster.http, ...cluster.agentIds.slice(0, n)],
+    { BENCH_AUTHORIZATION: AUTH_HEADERS.authorization ?? '' },
+  );
+  if (r.code !== 0) throw new Error(`client process failed: ${r.out.slice(-400)}`);
+  return r.ms;
+}
+
+// ---------------------------------------------------------------- main
+
+type Tool =
+  | 'platform_stored'
+  | 'platform_warm'
+  | 'platform_cold'
+  | 'pdsh_cold'
+  | 'pdsh_warm'
+  | 'ansible_cold'
+  | 'ansible_warm';
+const LABELS: Record<Tool, string> = {
+  platform_stored: 'platform, as stored (first created_at -> last completed_at)',
+  platform_warm: 'platform, warm client (REST + SSE)',
+  platform_cold: 'platform, fresh node client process per run',
+  pdsh_cold: 'pdsh -R ssh, plain ssh',
+  pdsh_warm: 'pdsh -R ssh, ssh ControlMaster kept open',
+  ansible_cold: 'ansible ad-hoc, pipelining, no ControlPersist',
+  ansible_warm: 'ansible ad-hoc, pipelining + ControlPersist (warm)',
+};
+const results = new Map<Tool, Map<number, number>>();
+const record = (t: Tool, n: number, ms: number[]) => {
+  if (!results.has(t)) results.set(t, new Map());
+  results.get(t)?.set(n, median(ms));
+};
+const skipped: string[] = [];
+
+const unavailable = ensureTools();
+// Whatever else runs on this machine skews every number: measure it first.
+const m0 = machineCpu();
+await sleep(2000);
+const m1 = machineCpu();
+const otherLoad = round((100 * (m1.busy - m0.busy)) / (m1.total - m0.total), 0);
+for (const t of ['pdsh', 'ansible']) if (!TOOLS.has(t)) unavailable.set(t, `${t}: not asked for (--tools)`);
+if (!TOOLS.has('pdsh') && !TOOLS.has('ansible')) unavailable.set('sshd', 'sshd: not needed');
+for (const [, why] of unavailable) skipped.push(why);
+
+// The platform first, with the ssh rig not yet running.
+const cluster = TOOLS.has('platform') ? await startCluster('compare', MAX) : undefined;
+try {
+  for (const n of HOSTS) {
+    if (!cluster) break;
+    await platformWarm(cluster, n); // warm-up
+    const warm: number[] = [];
+    const stored: number[] = [];
+    const cold: number[] = [];
+    for (let r = 0; r < RUNS; r++) {
+      const w = await platformWarm(cluster, n);
+      warm.push(w.ms);
+      stored.push(w.storedMs);
+      cold.push(await platformCold(cluster, n));
+    }
+    record('platform_stored', n, stored);
+    record('platform_warm', n, warm);
+    record('platform_cold', n, cold);
+  }
+} finally {
+  await cluster?.stop();
+}
+
+if (!unavailable.has('sshd')) {
+  let rig: SshRig | undefined;
+  try {
+    rig = await startSshRig(MAX);
+    for (const n of HOSTS) {
+      if (!unavailable.has('pdsh')) {
+        for (const warm of [false, true]) {
+          const ms: number[] = [];
+          await pdshRun(rig, n, warm); // warm-up (opens the masters when warm)
+          for (let r = 0; r < RUNS; r++) ms.push(await pdshRun(rig, n, warm));
+          record(warm ? 'pdsh_warm' : 'pdsh_cold', n, ms);
+        }
+      }
+      if (!unavailable.has('ansible')) {
+        const cold: number[] = [];
+        for (let r = 0; r < RUNS; r++) cold.push(await ansibleRun(rig, n, false, r));
+        record('ansible_cold', n, cold);
+        const warm: number[] = [];
+        await ansibleRun(rig, n, true, 0); // opens the persistent connections
+        for (let r = 0; r < RUNS; r++) warm.push(await ansibleRun(rig, n, true, 0));
+        record('ansible_warm', n, warm);
+      }
+    }
+  } catch (err) {
+    skipped.push(`ssh tools: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    await rig?.stop();
+  }
+} else skipped.push('pdsh and ansible need sshd');
+
+for (const s of skipped) console.error(`skipped: ${s}`);
+const rows: (string | number)[][] = [];
+const json: Record<string, unknown> = {
+  bench: 'compare',
+  runs: RUNS,
+  hosts: HOSTS,
+  machine_busy_before_pct: otherLoad,
+};
+for (const [tool, byN] of results) {
+  rows.push([LABELS[tool], ...HOSTS.map((n) => (byN.has(n) ? round(byN.get(n) ?? NaN, 0) : '-'))]);
+  for (const [n, ms] of byN) json[`${tool}_${n}_ms`] = round(ms, 1);
+}
+const ratio = (a: Tool, b: Tool, n: number) => {
+  const x = results.get(a)?.get(n);
+  const y = results.get(b)?.get(n);
+  return x !== undefined && y !== undefined ? round(x / y, 1) : null;
+};
+for (const n of HOSTS) {
+  for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] as Tool[]) {
+    for (const p of ['platform_warm', 'platform_cold'] as Tool[]) {
+      const r = ratio(other, p, n);
+      if (r !== null) json[`${other}_over_${p}_${n}`] = r;
+    }
+  }
+}
+for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] as Tool[]) {
+  const cells = HOSTS.map((n) => {
+    const w = ratio(other, 'platform_warm', n);
+    const c = ratio(other, 'platform_cold', n);
+    return w === null ? '-' : `${w}x / ${c}x`;
+  });
+  if (results.has(other))
+    rows.push([`${other.replace('_', ' ')} time / platform time (warm / cold client)`, ...cells]);
+}
+report(
+  `compare: \`echo hi\` on N hosts, median wall ms of ${RUNS} runs (machine ${otherLoad} % busy before)`,
+  ['what', ...HOSTS.map((n) => `N = ${n}`)],
+  rows,
+  { ...json, goal_pdsh_ratio_at_50: 10, goal_ansible_ratio_at_50: 50, skipped },
+);
