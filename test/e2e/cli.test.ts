@@ -220,6 +220,40 @@ test('usage errors exit 2 and a platform that is not there is named', async () =
   );
 });
 
+test('run for an offline agent says it is waiting, then exits 1 when the task expires', async () => {
+  const gone = procs.start([
+    'agent',
+    '--server',
+    `127.0.0.1:${grpcPort}`,
+    '--state-dir',
+    path.join(work, 'agent-gone'),
+    '--labels',
+    'suite=cli-gone',
+  ]);
+  const goneId = await waitFor('second agent online', async () => {
+    const r = await run(['agents', 'list', '--label', 'suite=cli-gone', '--status', 'online', '--json']);
+    return (JSON.parse(r.stdout) as { agents: { agent_id: string }[] }).agents[0]?.agent_id;
+  });
+  process.kill(gone.pid, 'SIGKILL');
+  await waitFor('second agent offline', async () => {
+    const r = await run(['agents', 'get', goneId, '--json']);
+    return (JSON.parse(r.stdout) as { status: string }).status === 'offline';
+  });
+  const { code, stdout, stderr } = await run([
+    'run',
+    '--agent',
+    goneId,
+    '--delivery-timeout',
+    '5',
+    '--',
+    'echo never',
+  ]);
+  assert.equal(stdout, '');
+  assert.match(stderr, new RegExp(`^apctl: task \\S+ is waiting for agent ${goneId} \\(offline\\)`, 'm'));
+  assert.match(stderr, /^apctl: task \S+ expired/m);
+  assert.equal(code, 1);
+});
+
 test('over HTTPS, apctl trusts the platform CA given with --ca-cert and refuses it otherwise', async () => {
   // A second platform process on the same database, with TLS (its own CA in its data dir).
   const dataDir = path.join(work, 'tls-platform');

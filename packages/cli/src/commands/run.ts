@@ -198,10 +198,14 @@ async function runTask(
   // Interrupted while the POST was in flight: cancel now that there is an id.
   if (interruptedBy !== undefined) void cancel();
 
+  // A task for an offline agent waits silently; say so once instead of looking hung.
+  const pendingNotice = setTimeout(() => void noticeIfWaiting(client, taskId, say), PENDING_NOTICE_MS);
+  pendingNotice.unref();
   const end = await followTaskLogs({
     client,
     taskId,
     onLog: async (log) => {
+      clearTimeout(pendingNotice);
       await writeOut(log.stream === 'stderr' ? process.stderr : process.stdout, log.output);
     },
     onGap: (from, to) =>
@@ -215,7 +219,29 @@ async function runTask(
       }
     },
   });
+  clearTimeout(pendingNotice);
   const result = taskExitCode(end);
   if (result.message) say(result.message);
   return flushAndExit(interruptedBy !== undefined ? (SIGNAL_EXIT[interruptedBy] ?? 1) : result.code);
+}
+
+const PENDING_NOTICE_MS = 3000;
+
+/** One line when the task is still waiting for its agent; silent on any error (it is only a hint). */
+async function noticeIfWaiting(
+  client: PlatformClient,
+  taskId: string,
+  say: (line: string) => void,
+): Promise<void> {
+  try {
+    const task = (await client.getTask(taskId)).data;
+    if (task.status !== 'pending') return;
+    const agent = (await client.getAgent(task.agent_id)).data;
+    say(
+      `task ${taskId} is waiting for agent ${task.agent_id} (${agent.status}${agent.status === 'online' ? `, ${agent.running_tasks}/${agent.capacity} tasks running` : ''}); ` +
+        `it expires at ${task.delivery_deadline} if not delivered`,
+    );
+  } catch {
+    // a hint only
+  }
 }
