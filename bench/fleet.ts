@@ -233,6 +233,14 @@ try {
   const heartbeatAcks = sum(hbStats1, 'heartbeatAcks') - sum(hbStats0, 'heartbeatAcks');
   const afterHeartbeats = procSample(platform.pid);
 
+  /** Transactions committed or rolled back in this database so far (each autocommit statement is one). */
+  const xacts = async () => {
+    const { rows } = await pgc.query<{ n: string }>(
+      `select xact_commit + xact_rollback as n from pg_stat_database where datname = $1`,
+      [dbName],
+    );
+    return Number(rows[0]?.n);
+  };
   /**
    * What this database's busy backends are doing, sampled every 50 ms from
    * pg_stat_activity on a connection of its own: `CPU` when active without a
@@ -342,14 +350,19 @@ try {
     p99: number;
     use: ReturnType<typeof usage>;
     waitTop: string;
+    xactsPerTask: number;
   }
   const measure = async (how: (tasks: number) => Promise<{ errors: number; firstError?: string }>) => {
     const { rows: markRows } = await pgc.query<{ t: Date }>(`select clock_timestamp() as t`);
+    const x0 = await xacts();
     const s0 = await snap();
     const waits = sampleWaits();
     const out = await how(TASKS);
     const use = usage(s0, await snap());
     const waitTop = await waits.stop();
+    // Statistics reach pg_stat_database within a second of each transaction.
+    await sleep(1500);
+    const xactsPerTask = (await xacts()) - x0;
     const { rows } = await pgc.query<{
       n: string;
       ok: string;
@@ -381,6 +394,7 @@ try {
       p99: q.p99,
       use,
       waitTop,
+      xactsPerTask: xactsPerTask / Math.max(1, n),
     };
     return phase;
   };
@@ -439,6 +453,7 @@ try {
       ],
       ['  machine CPU busy', `${pct(p.use.machinePct)} of all cores`, ''],
       ['  PostgreSQL backends of this DB (mean count by state)', p.waitTop, ''],
+      ['  database transactions per task (all statements, incl. the bench)', round(p.xactsPerTask, 2), ''],
     );
   }
   rows.push(
@@ -460,6 +475,7 @@ try {
     [`${prefix}_platform_cpu_pct`]: round(p.use.platPct, 0),
     [`${prefix}_pg_cpu_pct`]: round(p.use.pgPct, 0),
     [`${prefix}_machine_busy_pct`]: round(p.use.machinePct, 0),
+    [`${prefix}_xacts_per_task`]: round(p.xactsPerTask, 2),
   });
   const json = {
     bench: 'fleet',
