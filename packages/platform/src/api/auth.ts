@@ -54,6 +54,8 @@ const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 export interface ApiAuth {
   /** Forgets cached token lookups (after a revoke in this process). */
   invalidate(): void;
+  /** Audits a mutating request the router refused before any hook ran (Fastify's frameworkErrors). */
+  auditRefused(req: FastifyRequest, status: number): Promise<void>;
   /** Waits for audit rows still being written. */
   close(): Promise<void>;
 }
@@ -121,6 +123,8 @@ function createAuditWriter(store: Store, logger: Logger) {
   let queue: { entry: AuditEntry; done: () => void }[] = [];
   let running: Promise<void> | undefined;
   const flush = async (): Promise<void> => {
+    // No await between the empty-queue check and clearing `running`, so a write
+    // can never be queued behind a flush that has already decided to stop.
     while (queue.length > 0) {
       const batch = queue;
       queue = [];
@@ -131,11 +135,12 @@ function createAuditWriter(store: Store, logger: Logger) {
       }
       for (const b of batch) b.done();
     }
+    running = undefined;
   };
   return {
     write(entry: AuditEntry): Promise<void> {
       const p = new Promise<void>((resolve) => queue.push({ entry, done: resolve }));
-      running ??= flush().finally(() => (running = undefined));
+      running ??= flush();
       return p;
     },
     async close() {
@@ -188,15 +193,15 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
     }
   });
 
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (READ_METHODS.has(req.method)) return payload;
+  /** One audit row for a mutating call; GET, HEAD, OPTIONS and /healthz are not recorded. */
+  function record(req: FastifyRequest, status: number, payload: unknown): Promise<void> {
+    if (READ_METHODS.has(req.method)) return Promise.resolve();
     const path = req.url.split('?')[0] ?? '';
-    if (PUBLIC_PATHS.has(path)) return payload;
+    if (PUBLIC_PATHS.has(path)) return Promise.resolve();
     const route = req.routeOptions.url;
     const key = route === undefined ? undefined : `${req.method} ${route}`;
-    const status = reply.statusCode;
     const target = targetFromParams(req.params) ?? (status < 300 ? targetFromPayload(payload) : null) ?? null;
-    await audit.write({
+    return audit.write({
       token_id: req.principal?.tokenId ?? null,
       actor: req.principal?.name ?? 'anonymous',
       action: (key && ACTIONS[key]) ?? clean(`${req.method} ${route ?? path}`, 200),
@@ -207,11 +212,18 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
       status_code: status,
       outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed',
     });
+  }
+
+  // onSend, not onResponse: the row is committed before the answer leaves, so an
+  // acknowledged call is always audited (group commit keeps this cheap).
+  app.addHook('onSend', async (req, reply, payload) => {
+    await record(req, reply.statusCode, payload);
     return payload;
   });
 
   return {
     invalidate: () => cache.clear(),
+    auditRefused: (req, status) => record(req, status, undefined),
     close: () => audit.close(),
   };
 }

@@ -8,7 +8,7 @@ export function encodeCursor(value: string): string {
 export function decodeCursor(cursor: string): string {
   try {
     const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (typeof v === 'string') return v;
+    if (typeof v === 'string' && !v.includes('\u0000')) return v;
   } catch {
     // fall through
   }

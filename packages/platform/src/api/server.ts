@@ -1,16 +1,23 @@
 /** The HTTP server: REST under /api/v1, health, and the OpenAPI document. */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type RawServerDefault,
+} from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Store } from '../store/index.js';
-import { installErrorHandlers } from './errors.js';
+import { errorBody, installErrorHandlers } from './errors.js';
+import { PlatformError } from '../errors.js';
 import { agentRoutes } from './agents.js';
 import { taskRoutes } from './tasks.js';
 import type { TaskService } from '../tasks/index.js';
 import { ErrorSchema } from './schemas.js';
-import { installAuth } from './auth.js';
+import { installAuth, type ApiAuth } from './auth.js';
+import { installInputGuard } from './input-guard.js';
 import { adminRoutes } from './admin.js';
 
 export interface ApiServerOptions {
@@ -38,15 +45,32 @@ export type ApiServer = FastifyInstance<
 
 export async function createApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const { store, logger } = options;
+  // Set once the app exists; frameworkErrors is an option of its constructor.
+  const late: { auth?: ApiAuth } = {};
   const app = Fastify({
     ...(options.https ? { https: options.https } : {}),
     bodyLimit: options.bodyLimit ?? 2 * 1024 * 1024,
+    // Agent ids are up to 128 characters; the router's default (100) would answer 414 for some.
+    routerOptions: { maxParamLength: 256 },
+    // Errors the router raises before any route runs still get the error envelope.
+    // No hook runs for these, so they are audited here.
+    frameworkErrors: (err, req, reply: FastifyReply) => {
+      const e = new PlatformError(
+        'VALIDATION_FAILED',
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is too long' : 'the URL is not valid',
+      );
+      const send = () => void reply.status(e.status).send(errorBody(e.code, e.message));
+      if (late.auth) void late.auth.auditRefused(req, e.status).then(send);
+      else send();
+    },
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandlers(app, logger);
   // Every route but /healthz needs a token; see auth.ts for roles and the audit log.
   const auth = installAuth(app, { store, logger });
+  late.auth = auth;
   app.addHook('onClose', () => auth.close());
+  installInputGuard(app);
   await app.register(swagger, {
     openapi: {
       info: {
