@@ -71,3 +71,8 @@ export function describeError(err: unknown): { line: string; exitCode: number } 
   if (err instanceof ApiError) return { line: `apctl: ${err.code}: ${err.message}`, exitCode: 1 };
   return { line: `apctl: ${err instanceof Error ? err.message : String(err)}`, exitCode: 1 };
 }
+
+/** `CODE: message` (no `apctl: ` prefix), for lines that embed an error. */
+export function errorText(err: unknown): string {
+  return describeError(err).line.replace(/^apctl: /, '');
+}

@@ -16,7 +16,7 @@ import type { Command } from 'commander';
 import { followTaskLogs } from '../client/follow-logs.js';
 import type { PlatformClient } from '../client/platform-client.js';
 import type { CreateTaskBody, TaskJson, TaskLimits } from '../client/types.js';
-import { ApiError, CliError, describeError, isRetryable, usageError } from '../errors.js';
+import { ApiError, CliError, errorText, isRetryable, usageError } from '../errors.js';
 import { flushAndExit, writeOut } from '../output/write.js';
 import { EXIT_INTERRUPTED, taskExitCode } from '../task-exit.js';
 import {
@@ -168,7 +168,7 @@ async function runTask(
         // Finished already: the end event is on its way and tells the rest.
         if (err instanceof ApiError && err.code === 'TASK_ALREADY_FINISHED') return;
         if (!isRetryable(err) || attempt >= 5) {
-          say(`cancel failed: ${describeError(err).line.replace(/^apctl: /, '')}`);
+          say(`cancel failed: ${errorText(err)}`);
           return;
         }
         await new Promise((r) => setTimeout(r, 500 * attempt));
@@ -215,7 +215,7 @@ async function runTask(
     onReconnect: (attempt, reason) => {
       // One line per outage, not one per attempt.
       if (attempt === 1) {
-        say(`log stream interrupted (${describeError(reason).line.replace(/^apctl: /, '')}); reconnecting`);
+        say(`log stream interrupted (${errorText(reason)}); reconnecting`);
       }
     },
   });

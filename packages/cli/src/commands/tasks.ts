@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { followTaskLogs } from '../client/follow-logs.js';
 import type { PlatformClient } from '../client/platform-client.js';
-import { describeError } from '../errors.js';
+import { errorText } from '../errors.js';
 import { formatTask, formatTaskTable } from '../output/format.js';
 import { printRaw, writeOut } from '../output/write.js';
 import { addClientFlags, addJsonFlag, clientFrom, parseInteger, type ClientFlags } from './flags.js';
@@ -111,9 +111,7 @@ async function followLogs(
         : writeOut(l.stream === 'stderr' ? process.stderr : process.stdout, l.output),
     onReconnect: (attempt, reason) => {
       if (attempt === 1) {
-        process.stderr.write(
-          `apctl: log stream interrupted (${describeError(reason).line.replace(/^apctl: /, '')}); reconnecting\n`,
-        );
+        process.stderr.write(`apctl: log stream interrupted (${errorText(reason)}); reconnecting\n`);
       }
     },
   });
