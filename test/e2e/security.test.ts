@@ -5,13 +5,15 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { AgentServiceClient, type ServerMessage } from '@agent-platform/protocol';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import pg from 'pg';
+import { APCTL, ProcessGroup, ROOT, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../support/security.js';
 
 const procs = new ProcessGroup();
@@ -284,4 +286,98 @@ test('a revoked agent is disconnected and cannot connect again; the audit log ha
   assert.ok(has('task.create', 't-operator'));
   assert.ok(has('task.create', 't-viewer', 'denied'));
   assert.ok(audit.body.entries.some((e) => e.action === 'agent.revoke' && e.target === `agent:${agentId}`));
+});
+
+/** Runs `apctl args` to completion against the HTTPS API, trusting the platform CA the documented way. */
+function apctl(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [APCTL, ...args],
+      {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          NODE_EXTRA_CA_CERTS: path.join(dataDir, 'tls', 'ca.crt'),
+          APCTL_SERVER: `https://127.0.0.1:${httpPort}`,
+          APCTL_TOKEN: TEST_ADMIN_TOKEN,
+          ...env,
+        },
+      },
+      (err, out, errOut) => resolve({ code: err ? Number(err.code ?? 1) : 0, out, err: errOut }),
+    );
+  });
+}
+
+test('apctl tokens over HTTPS: API tokens by role, join tokens with the CA fingerprint, the first admin token straight in the database', async () => {
+  const viewerRun = await apctl(['tokens', 'create', '--role', 'viewer', '--name', 'cli-viewer']);
+  assert.equal(viewerRun.code, 0, viewerRun.err);
+  const token = viewerRun.out.trim();
+  assert.match(token, /^apt_/);
+  assert.equal((await api('GET', '/api/v1/tasks', token)).status, 200);
+
+  const join = await apctl([
+    'tokens',
+    'create',
+    '--join',
+    '--ttl',
+    '30m',
+    '--uses',
+    '2',
+    '--labels',
+    'zone=a',
+  ]);
+  assert.equal(join.code, 0, join.err);
+  assert.match(join.out, /join token\s+apj_/);
+  assert.ok(join.out.includes(fingerprint), join.out);
+
+  const direct = await apctl(
+    ['tokens', 'create', '--role', 'admin', '--name', 'break-glass', '--database-url', db.url],
+    {
+      APCTL_TOKEN: '',
+    },
+  );
+  assert.equal(direct.code, 0, direct.err);
+  assert.equal((await api('GET', '/api/v1/audit', direct.out.trim())).status, 200);
+
+  const list = await apctl(['tokens', 'list', '--json']);
+  const names = (JSON.parse(list.out) as { tokens: { name: string }[] }).tokens.map((t) => t.name);
+  assert.ok(names.includes('cli-viewer') && names.includes('break-glass'));
+  // Without the token the CLI gets the platform's code.
+  const anon = await apctl(['tasks', 'list'], { APCTL_TOKEN: '' });
+  assert.equal(anon.code, 1);
+  assert.match(anon.err, /UNAUTHENTICATED/);
+});
+
+test('a revoked or expired join token enrolls nobody', async () => {
+  const mk = async () =>
+    (
+      await api<{ token: string; token_id: string }>('POST', '/api/v1/join-tokens', TEST_ADMIN_TOKEN, {
+        uses: 5,
+      })
+    ).body;
+  const revoked = await mk();
+  assert.equal(
+    (await api('DELETE', `/api/v1/join-tokens/${revoked.token_id}`, TEST_ADMIN_TOKEN)).status,
+    200,
+  );
+  const expired = await mk();
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  await c.query(`update join_tokens set expires_at = now() - interval '1 second' where token_id = $1`, [
+    expired.token_id,
+  ]);
+  await c.end();
+  for (const [name, t] of [
+    ['revoked', revoked.token],
+    ['expired', expired.token],
+  ] as const) {
+    const a = startAgent(name, ['--join-token', t, '--ca-fingerprint', fingerprint]);
+    const exit = await a.exited;
+    assert.notEqual(exit.code, 0);
+    assert.match(a.log(), /INVALID_JOIN_TOKEN/);
+  }
 });
