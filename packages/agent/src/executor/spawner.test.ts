@@ -147,6 +147,24 @@ for (const helper of [true, false]) {
   });
 }
 
+for (const helper of [true, false]) {
+  const name = helper ? 'helper' : 'child_process.spawn';
+  test(`${name}: a work directory removed between tasks is made again; a script with a NUL byte still runs`, async (t) => {
+    if (helper && !haveHelper) return t.skip('no usable spawn helper (perl, /proc)');
+    const workDir = path.join(scratch, `vanishing-${helper}`);
+    const ex = createTaskExecutor({ logger, spawnHelper: helper, workDir });
+    executors.push(ex);
+    assert.equal((await run(ex, spec({ script: 'echo one' }))).stdout, 'one\n');
+    rmSync(workDir, { recursive: true, force: true });
+    const again = await run(ex, spec({ script: 'echo two; ls -ld "$(pwd)" | cut -c1-10' }));
+    assert.equal(again.status, 'succeeded', again.error);
+    assert.equal(again.stdout, 'two\ndrwx------\n');
+    const nul = await run(ex, spec({ script: 'echo "a"; # \0 in a comment\necho b' }));
+    assert.equal(nul.status, 'succeeded', nul.error);
+    assert.equal(nul.stdout, 'a\nb\n');
+  });
+}
+
 test('helper: exec and chdir failures come back as errors with their stage', async (t) => {
   const s = await createSpawner(logger);
   if (!s) return t.skip('no usable spawn helper (perl, /proc)');

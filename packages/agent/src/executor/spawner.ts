@@ -15,13 +15,17 @@
  *
  * Protocol (stdin of the helper, one message = `<bytes>\n<payload>`, fields
  * separated by NUL):
- *   S id cwd strict njoin join... nargv argv... env...   start a task process
+ *   S id cwd strict dir file uid gid script njoin join... nargv argv... env...
+ *                                                          start a task process; with `dir`, the
+ *                                                          child first makes it (0700) and writes
+ *                                                          `script` to `file` (0700), chowned to
+ *                                                          uid:gid unless those are ''
  *   C id                                                   the agent has opened the pipes
  * Helper to agent (stdout, one line each):
  *   P id pid outfd errfd    started; read ends of its stdout/stderr pipes are the
  *                           helper's fds outfd/errfd until C (the agent opens
  *                           /proc/<helper>/fd/<n>, a new reader of the same pipe)
- *   F id errno stage        could not start (stage: join, chdir, exec); nothing runs
+ *   F id errno stage        could not start (stage: mkdir, write, join, chdir, exec); nothing ran
  *   E id errno              pipe/fork failed
  *   X id code signal        the process exited (code -1 when killed by a signal)
  *
@@ -65,11 +69,17 @@ export interface SpawnRequest {
   joinCgroups: readonly string[];
   /** A failed join fails the start (limits must hold); else it is ignored. */
   joinStrict: boolean;
+  /**
+   * The task's directory and script file, made by the child before exec (off the
+   * agent's event loop, where they blocked behind ext4 journal commits). The
+   * script must not contain NUL (the protocol's separator).
+   */
+  script?: { dir: string; file: string; content: string; owner: { uid: number; gid: number } | null };
 }
 
-export type SpawnOutcome =
-  | { process: TaskProcess }
-  | { error: NodeJS.ErrnoException; stage: 'join' | 'chdir' | 'exec' | 'fork' | 'helper' };
+export type SpawnStage = 'mkdir' | 'write' | 'join' | 'chdir' | 'exec' | 'fork' | 'helper';
+
+export type SpawnOutcome = { process: TaskProcess } | { error: NodeJS.ErrnoException; stage: SpawnStage };
 
 export interface Spawner {
   readonly pid: number;
@@ -80,7 +90,7 @@ export interface Spawner {
 }
 
 const HELPER = String.raw`
-use strict; use warnings; use POSIX ();
+use strict; use warnings; use POSIX (); use Fcntl qw(O_WRONLY O_CREAT O_EXCL);
 my (%kids, %held);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
@@ -95,7 +105,7 @@ sub reap {
 }
 sub start {
   my @f = @_;
-  my ($id, $cwd, $strict, $nj) = splice(@f, 0, 4);
+  my ($id, $cwd, $strict, $sdir, $sfile, $suid, $sgid, $script, $nj) = splice(@f, 0, 9);
   my @join = splice(@f, 0, $nj);
   my $na = shift @f; my @argv = splice(@f, 0, $na); my @env = @f;
   my ($or, $ow, $er, $ew, $sr, $sw);
@@ -108,6 +118,14 @@ sub start {
     POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
     POSIX::setsid();
     my $fail = sub { syswrite($sw, ($! + 0) . " " . $_[0]); POSIX::_exit(127); };
+    if ($sdir ne '') {
+      mkdir($sdir, 0700) or $fail->('mkdir');
+      sysopen(my $sf, $sfile, O_WRONLY | O_CREAT | O_EXCL, 0700) or $fail->('write');
+      my $off = 0;
+      while ($off < length $script) { my $n = syswrite($sf, $script, length($script) - $off, $off); $fail->('write') unless defined $n; $off += $n; }
+      close($sf) or $fail->('write');
+      if ($suid ne '') { chown($suid, $sgid, $sdir, $sfile) == 2 or $fail->('write'); }
+    }
     for my $p (@join) {
       my $fh;
       if (open($fh, '>', $p)) { if (!syswrite($fh, "$$")) { $fail->('join') if $strict; } close $fh; }
@@ -331,7 +349,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
       case 'E': {
         waiters.delete(id);
         release();
-        const stage = kind === 'E' ? 'fork' : ((b || 'exec') as 'join' | 'chdir' | 'exec');
+        const stage = kind === 'E' ? 'fork' : ((b || 'exec') as SpawnStage);
         const what = stage === 'exec' ? `spawn ${w.file}` : stage;
         w.resolveStart({ error: errnoError(Number(a), what), stage });
         return;
@@ -398,6 +416,11 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
           id,
           req.cwd,
           req.joinStrict ? '1' : '0',
+          req.script?.dir ?? '',
+          req.script?.file ?? '',
+          req.script?.owner ? String(req.script.owner.uid) : '',
+          req.script?.owner ? String(req.script.owner.gid) : '',
+          req.script?.content ?? '',
           String(req.joinCgroups.length),
           ...req.joinCgroups,
           String(req.args.length + 1),

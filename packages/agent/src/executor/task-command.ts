@@ -207,15 +207,24 @@ export function writeScript(
   spec: TaskSpec,
   user: TaskUser | null,
 ): { dir: string; scriptFile: string } {
-  const dir = path.join(workDir, name);
+  const { dir, scriptFile } = scriptPath(workDir, name, spec);
   mkdirSync(dir, { mode: 0o700 });
-  const scriptFile = path.join(dir, spec.type === 'python' ? 'script.py' : 'script.sh');
   writeFileSync(scriptFile, spec.script, { mode: 0o700 });
   if (user) {
     chownSync(dir, user.uid, user.gid);
     chownSync(scriptFile, user.uid, user.gid);
   }
   return { dir, scriptFile };
+}
+
+/** Where a task's directory and script file go. */
+export function scriptPath(
+  workDir: string,
+  name: string,
+  spec: TaskSpec,
+): { dir: string; scriptFile: string } {
+  const dir = path.join(workDir, name);
+  return { dir, scriptFile: path.join(dir, spec.type === 'python' ? 'script.py' : 'script.sh') };
 }
 
 /** Removes a task directory; the common case (only the script left) without a recursive walk. */

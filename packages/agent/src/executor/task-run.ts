@@ -21,7 +21,7 @@ import type { CgroupManager, TaskCgroup } from './cgroups.js';
 import { describeError } from './errors.js';
 import type { ResolvedExecutorOptions } from './options.js';
 import { OutputCapture, type StreamName } from './output-capture.js';
-import type { ExitInfo, Spawner, TaskProcess } from './spawner.js';
+import type { ExitInfo, SpawnOutcome, SpawnRequest, Spawner, TaskProcess } from './spawner.js';
 import {
   TaskSetupError,
   buildEnv,
@@ -30,6 +30,7 @@ import {
   removeTaskDir,
   resolveRunAs,
   safeName,
+  scriptPath,
   writeScript,
   type TaskUser,
 } from './task-command.js';
@@ -168,26 +169,32 @@ export class TaskRun {
     // The random part keeps names unique across agent restarts (and agents) that
     // share a work dir or cgroup parent where a crashed run left its directories.
     const name = `${safeName(spec.taskId)}-${this.ctx.serial}-${randomBytes(4).toString('hex')}`;
-    let written: { dir: string; scriptFile: string };
-    try {
-      written = writeScript(this.ctx.options.workDir, name, spec, user);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      await this.ctx.ensureWorkDir(true);
-      written = writeScript(this.ctx.options.workDir, name, spec, user);
+    const [cgroups, tools, helper] = await Promise.all([
+      this.ctx.cgroups,
+      this.ctx.tools,
+      this.ctx.spawner(),
+    ]);
+    // The helper cannot switch users itself; without setpriv, Node's uid option does.
+    const spawner = user && !tools.setpriv ? null : helper;
+    const { dir, scriptFile } = scriptPath(this.ctx.options.workDir, name, spec);
+    // With the helper, its child makes the directory and writes the script (off the
+    // event loop); a NUL in the script would break its protocol, so such a script
+    // is written here.
+    if (spawner && !spec.script.includes('\0')) {
+      this.deferredScript = { dir, file: scriptFile, content: spec.script, owner: user };
+    } else {
+      try {
+        writeScript(this.ctx.options.workDir, name, spec, user);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        await this.ctx.ensureWorkDir(true);
+        writeScript(this.ctx.options.workDir, name, spec, user);
+      }
     }
-    const { dir, scriptFile } = written;
     try {
       if (spec.workingDir !== '') await checkWorkingDir(spec.workingDir);
       const env = buildEnv(spec, user);
       let argv = await interpreterCommand(spec, scriptFile, env);
-      const [cgroups, tools, helper] = await Promise.all([
-        this.ctx.cgroups,
-        this.ctx.tools,
-        this.ctx.spawner(),
-      ]);
-      // The helper cannot switch users itself; without setpriv, Node's uid option does.
-      const spawner = user && !tools.setpriv ? null : helper;
       const limits = spec.limits;
       const wantsCgroupLimit = limits.memoryBytes > 0 || limits.cpuMillicores > 0 || limits.maxProcesses > 0;
       if (wantsCgroupLimit || this.ctx.options.containWithoutLimits) {
@@ -259,6 +266,8 @@ export class TaskRun {
   }
 
   private joinAfterSpawn = true;
+  /** The task directory and script for the spawn helper's child to write. */
+  private deferredScript: SpawnRequest['script'] | undefined;
   private joinStrict = false;
 
   private async execute({
@@ -284,24 +293,33 @@ export class TaskRun {
       for (const k in env) envList.push(`${k}=${env[k]}`);
       if ([cwd, ...argv, ...envList].some((x) => x.includes('\0')))
         throw new TaskSetupError('arguments, environment and working directory must not contain NUL bytes');
-      const outcome = await spawner.start({
+      const request: SpawnRequest = {
         file,
         args,
         cwd,
         env: envList,
         joinCgroups: this.cgroup?.procsFiles ?? [],
         joinStrict: this.joinStrict,
-      });
+        script: this.deferredScript,
+      };
+      let outcome: SpawnOutcome = await spawner.start(request);
+      if ('error' in outcome && outcome.stage === 'mkdir' && outcome.error.code === 'ENOENT') {
+        // The work directory vanished (a tmp cleaner); nothing ran, so try once more.
+        await this.ctx.ensureWorkDir(true);
+        outcome = await spawner.start(request);
+      }
       if ('error' in outcome) {
         // A start the helper lost track of may have forked: the cgroup catches it.
         if (this.cgroup) await this.cgroup.killAll();
         const code = outcome.error.code;
         const message =
-          outcome.stage === 'join'
-            ? `cannot move the task into its cgroup: ${describeError(outcome.error)}`
-            : outcome.stage === 'chdir'
-              ? `cannot enter working directory ${cwd}: ${describeError(outcome.error)}`
-              : `cannot start ${file}: ${describeError(outcome.error)}`;
+          outcome.stage === 'mkdir' || outcome.stage === 'write'
+            ? `cannot write the script: ${describeError(outcome.error)}`
+            : outcome.stage === 'join'
+              ? `cannot move the task into its cgroup: ${describeError(outcome.error)}`
+              : outcome.stage === 'chdir'
+                ? `cannot enter working directory ${cwd}: ${describeError(outcome.error)}`
+                : `cannot start ${file}: ${describeError(outcome.error)}`;
         return this.finishWithoutProcess(
           'failed',
           message,
