@@ -18,7 +18,7 @@
  * Goals (2 cores): 10,000 agents within 1 GiB platform RSS; >= 2,000 tasks/s.
  *
  * Options: --agents N (default 2000), --sims P load-generator processes
- * (default max(2, ceil(N / 2500))), --tasks T (default 20000), --clients C
+ * (default max(2, ceil(N / 2500))), --tasks T (default 10000), --clients C
  * (default 64), --cpu-seconds S (default 30), --heartbeat-interval S (the
  * platform's, default 10 as in production), --profile (node --cpu-prof on the
  * platform; the profile is written at its clean SIGTERM exit and its top
@@ -38,7 +38,7 @@ function arg(name: string, def: string): string {
 }
 const N = Number(arg('agents', '2000'));
 const SIMS = Number(arg('sims', String(Math.max(2, Math.ceil(N / 2500)))));
-const TASKS = Number(arg('tasks', '20000'));
+const TASKS = Number(arg('tasks', '10000'));
 const CLIENTS = Number(arg('clients', '64'));
 const CPU_SECONDS = Number(arg('cpu-seconds', '30'));
 const HB_INTERVAL = Number(arg('heartbeat-interval', '10'));
