@@ -65,7 +65,8 @@ export function createCredentialQueries(db: Kysely<Database>): CredentialQueries
       const rows = await db
         .selectFrom('agents')
         .select('agent_id')
-        .where('agent_id', 'in', agentIds)
+        // One array parameter, however many streams this process holds.
+        .where(sql<boolean>`agent_id = any(${agentIds}::text[])`)
         .where('revoked_at', 'is not', null)
         .execute();
       return rows.map((r) => r.agent_id);
