@@ -121,3 +121,44 @@ test("a start, log or result for another agent's task is rejected and logged", a
   });
   assert.equal(done.stdout, 'ok\n');
 });
+
+test('an agent revoked through another platform process loses its stream and cannot register again', async () => {
+  const other = await startPlatform({
+    databaseUrl: db.url,
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    heartbeatIntervalSeconds: 1,
+    ...TEST_PLATFORM_OPTIONS,
+    logger: pino({ level: 'silent' }),
+  });
+  try {
+    const agent = startSimAgent({ address: `127.0.0.1:${other.grpcPort}` });
+    sims.push(agent);
+    await agent.ready;
+    const res = await platform.api.inject({
+      method: 'DELETE',
+      url: `/api/v1/agents/${agent.agentId}`,
+      headers: AUTH_HEADERS,
+    });
+    assert.equal(res.statusCode, 200);
+    // The process holding the stream finds out in its sweep (every half heartbeat interval).
+    await waitFor(
+      'stream ended on the other process',
+      async () => other.gateway.session(agent.agentId) === undefined,
+    );
+    // Ended for that reason, not by the heartbeat timeout (the simulated agent sends no heartbeats).
+    const row = await waitFor('offline row', async () => {
+      const r = await platform.store.agents.get(agent.agentId);
+      return r?.status === 'offline' ? r : undefined;
+    });
+    assert.equal(row.disconnect_reason, 'revoked');
+    const again = startSimAgent({ address: `127.0.0.1:${other.grpcPort}`, agentId: agent.agentId });
+    sims.push(again);
+    await assert.rejects(again.ready, (err: { metadata?: { get(k: string): unknown[] } }) => {
+      assert.equal(err.metadata?.get('error-code')[0], 'AGENT_REVOKED');
+      return true;
+    });
+  } finally {
+    await other.stop();
+  }
+});
