@@ -14,6 +14,7 @@ export type {
   RunningTask,
   TaskExecutor,
   TaskExecutorOptions,
+  StartOptions,
 } from './types.js';
 export { ExecutorError, EXECUTOR_ERRORS, type ExecutorErrorCode } from './errors.js';
 import { createTaskExecutor as createWithInternals } from './task-executor.js';

@@ -12,7 +12,14 @@ import { resolveExecutorOptions } from './options.js';
 import { ensureWorkDir } from './task-command.js';
 import { createSpawner, type Spawner } from './spawner.js';
 import { TaskRun, type HostTools } from './task-run.js';
-import type { OutputChunk, RunningTask, TaskExecutor, TaskExecutorOptions, TaskSpec } from './types.js';
+import type {
+  OutputChunk,
+  RunningTask,
+  StartOptions,
+  TaskExecutor,
+  TaskExecutorOptions,
+  TaskSpec,
+} from './types.js';
 
 /** Test seams: a cgroup manager or host tools other than the probed ones. */
 export interface ExecutorInternals {
@@ -107,7 +114,11 @@ export function createTaskExecutor(
   };
 
   return {
-    start(spec: TaskSpec, onOutput: (chunk: OutputChunk) => void | Promise<void>): RunningTask {
+    start(
+      spec: TaskSpec,
+      onOutput: (chunk: OutputChunk) => void | Promise<void>,
+      startOptions: StartOptions = {},
+    ): RunningTask {
       if (closed) throw new ExecutorError('EXECUTOR_CLOSED');
       if (known.has(spec.taskId))
         throw new ExecutorError(
@@ -126,6 +137,7 @@ export function createTaskExecutor(
         cgroups,
         tools,
         spawner: currentSpawner,
+        notBefore: startOptions.notBefore,
         serial: ++serial,
         ensureWorkDir: ensureWork,
       });
@@ -135,6 +147,9 @@ export function createTaskExecutor(
       return {
         taskId: run.taskId,
         started: run.started,
+        get spawned() {
+          return run.spawned;
+        },
         result: run.result,
         cancel(reason: string) {
           run.cancel(reason);

@@ -49,6 +49,8 @@ export interface TaskRunContext {
   tools: Promise<HostTools>;
   /** The pre-started spawn helper, or null: tasks are then forked by Node itself. */
   spawner(): Promise<Spawner | null>;
+  /** Spawn only after this settles; a rejection ends the task without a process. */
+  notBefore?: Promise<unknown>;
   /** Unique per executor, so two runs of one task id never share a cgroup. */
   serial: number;
   /** Makes the work directory; memoized by the executor, `again` after it vanished (tmp cleaners). */
@@ -106,6 +108,9 @@ export class TaskRun {
     });
   }
 
+  /** The task's process was started. */
+  spawned = false;
+
   get isDone(): boolean {
     return this.state === 'done';
   }
@@ -134,11 +139,20 @@ export class TaskRun {
   private async attempt(): Promise<ExecResult> {
     this.state = 'preparing';
     this.startedAt = new Date();
+    // Watched from now on, so a rejection is never unhandled even if preparing fails first.
+    const gate = this.ctx.notBefore?.then(
+      () => null,
+      (err: unknown) => err ?? new Error('rejected'),
+    );
     try {
       let stopped = this.pendingStop();
       if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
       const prepared = await this.prepare();
       this.taskDir = prepared.taskDir;
+      const refused = gate ? await gate : null;
+      if (refused !== null) {
+        return this.finishWithoutProcess('failed', `not started: ${describeError(refused)}`, -1);
+      }
       // cancel() may have come while preparing.
       stopped = this.pendingStop();
       if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
@@ -376,6 +390,7 @@ export class TaskRun {
       }
     }
     this.state = 'running';
+    this.spawned = true;
     this.startedAt = new Date();
     this.resolveStarted(this.startedAt);
     this.logger.debug({ pid, argv }, 'task started');

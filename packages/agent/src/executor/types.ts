@@ -91,6 +91,8 @@ export interface RunningTask {
    * `result` then follows at once. Never rejects.
    */
   readonly started: Promise<Date>;
+  /** True once the task's process exists (false for one that ended without running). */
+  readonly spawned: boolean;
   /** Never rejects. Resolves after every output chunk has been delivered. */
   readonly result: Promise<ExecResult>;
   /** Stop the task (SIGTERM, SIGKILL after the grace); status 'canceled'. Idempotent. */
@@ -107,11 +109,25 @@ export interface TaskExecutor {
    * @throws ExecutorError 'EXECUTOR_QUEUE_FULL' when maxQueued tasks already wait,
    *   'EXECUTOR_CLOSED' after close(), 'EXECUTOR_DUPLICATE_TASK' when the id is already queued or running.
    */
-  start(spec: TaskSpec, onOutput: (chunk: OutputChunk) => void | Promise<void>): RunningTask;
+  start(
+    spec: TaskSpec,
+    onOutput: (chunk: OutputChunk) => void | Promise<void>,
+    options?: StartOptions,
+  ): RunningTask;
   readonly running: number;
   readonly queued: number;
   /** Cancel everything (reason 'executor closing'), wait for all results. */
   close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /**
+   * The task's process is not spawned before this settles; the preparation
+   * (script, cgroup, command line) goes on meanwhile. If it rejects, the task
+   * ends `failed` without a process. The runner passes the journal's durable
+   * `accept`, so its fsync overlaps the preparation.
+   */
+  notBefore?: Promise<unknown>;
 }
 
 export interface TaskExecutorOptions {

@@ -233,6 +233,30 @@ test('a cancel that arrives while the task is being journaled stops it before it
   await assert.rejects(readFile(marker), { code: 'ENOENT' });
 });
 
+test('a task whose accept cannot be journaled never runs; its FAILED result is sent, not journaled', async () => {
+  const s = await setup();
+  // The accept is slow and then fails: the executor prepares meanwhile but must not spawn.
+  const failing = {
+    ...s.journal,
+    accept: (taskId: string) =>
+      sleep(50).then(() => Promise.reject(new Error(`disk full while accepting ${taskId}`))),
+  };
+  const runner = createTaskRunner({ executor: s.executor, journal: failing, closeAckTimeoutMs: 0 });
+  const marker = path.join(s.root, 'unjournaled.txt');
+  const link = fakeLink();
+  runner.onReady(link);
+  runner.onMessage(request('t-nojournal', `echo ran > ${marker}`), link);
+  await waitFor('result', () => link.results().length === 1);
+  const r = link.results()[0];
+  assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
+  assert.match(r?.error ?? '', /cannot record the task in its journal: disk full/);
+  assert.deepEqual(link.started(), []);
+  assert.equal(s.journal.state('t-nojournal'), undefined);
+  await sleep(100);
+  await assert.rejects(readFile(marker), { code: 'ENOENT' });
+  await runner.close();
+});
+
 test('an unsupported task type gets a journaled FAILED result and never runs', async () => {
   const s = await setup();
   const link = fakeLink();

@@ -137,6 +137,8 @@ export function toTaskSpec(req: TaskRequest, defaultKillGraceSeconds = 5): TaskS
 interface ActiveTask {
   task: RunningTask;
   startedAt?: Date;
+  /** A taskCancel arrived for it. */
+  canceled?: boolean;
 }
 
 export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
@@ -148,8 +150,6 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   let link: ServerLink | undefined;
   let closing = false;
   const active = new Map<string, ActiveTask>();
-  /** Cancels that arrived while the task was being journaled, before it could be started. */
-  const earlyCancels = new Map<string, string>();
   const inflight = new Set<Promise<void>>();
   /**
    * Output readers waiting for the link to drain. The connection drops its stream
@@ -222,47 +222,48 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       await finish(notRunResult(taskId, 'agent is shutting down'));
       return;
     }
-    try {
-      await journal.accept(taskId);
-    } catch (err) {
+    // The durable accept and the executor's preparation run side by side; the
+    // executor spawns only once the accept is on disk (at most once), and never
+    // if it fails.
+    const accepted = journal.accept(taskId);
+    const notJournaled = (err: unknown): void => {
       if (err instanceof JournalError && err.code === 'JOURNAL_TASK_KNOWN') return; // a duplicate won the race
       // Not journaled, so not run; and not journaled as failed either, so the
       // platform can offer it again.
       tlog.error({ err }, 'cannot journal task');
       sendResult(notRunResult(taskId, `agent cannot record the task in its journal: ${describe(err)}`));
-      return;
-    }
-    const early = earlyCancels.get(taskId);
-    earlyCancels.delete(taskId);
-    if (early !== undefined || closing) {
-      await finish(
-        early !== undefined
-          ? notRunResult(taskId, `canceled: ${early}`, TaskStatus.TASK_STATUS_CANCELED)
-          : notRunResult(taskId, 'agent is shutting down'),
-      );
-      return;
-    }
+    };
     let task: RunningTask;
     try {
-      task = executor.start(spec, (chunk) => {
-        const l = link;
-        if (!l) return; // logs are best effort; the result keeps head and tail
-        l.send({
-          message: {
-            $case: 'taskLog',
-            value: {
-              taskId,
-              output: chunk.data,
-              isStderr: chunk.stream === 'stderr',
-              timestamp: chunk.timestamp,
-              seq: chunk.seq,
+      task = executor.start(
+        spec,
+        (chunk) => {
+          const l = link;
+          if (!l) return; // logs are best effort; the result keeps head and tail
+          l.send({
+            message: {
+              $case: 'taskLog',
+              value: {
+                taskId,
+                output: chunk.data,
+                isStderr: chunk.stream === 'stderr',
+                timestamp: chunk.timestamp,
+                seq: chunk.seq,
+              },
             },
-          },
-        });
-        // Backpressure: the executor reads no more of this task's output until the stream drains.
-        return waitDrain(l);
-      });
+          });
+          // Backpressure: the executor reads no more of this task's output until the stream drains.
+          return waitDrain(l);
+        },
+        { notBefore: accepted },
+      );
     } catch (err) {
+      try {
+        await accepted;
+      } catch (journalErr) {
+        notJournaled(journalErr);
+        return;
+      }
       const full = err instanceof ExecutorError && err.code === 'EXECUTOR_QUEUE_FULL';
       tlog.warn({ err }, 'executor refused task');
       await finish(
@@ -270,10 +271,23 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       );
       return;
     }
+    // From here a taskCancel reaches the task; one before the spawn means it never runs.
     const entry: ActiveTask = { task };
     active.set(taskId, entry);
+    try {
+      await accepted;
+    } catch (err) {
+      // The executor will not spawn it. Out of `active` first: no TaskStarted for it.
+      active.delete(taskId);
+      task.cancel('not journaled');
+      await task.result;
+      notJournaled(err);
+      return;
+    }
     tlog.debug('task accepted');
     void task.started.then((startedAt) => {
+      // Canceled before its process existed: it never ran, so it never started.
+      if (entry.canceled && !task.spawned) return;
       entry.startedAt = startedAt;
       if (active.get(taskId) === entry)
         send({ message: { $case: 'taskStarted', value: { taskId, startedAt } } });
@@ -286,13 +300,12 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
 
   function handleCancel(taskId: string, reason: string): void {
     const why = reason || 'canceled by the platform';
+    // A task is in `active` from the moment it is being journaled; canceled before
+    // its spawn, it never runs.
     const entry = active.get(taskId);
-    if (entry) {
-      entry.task.cancel(why);
-      return;
-    }
-    // Still being journaled: start() has not happened yet, so remember the cancel.
-    if (journal.state(taskId) === 'accepted') earlyCancels.set(taskId, why);
+    if (!entry) return;
+    entry.canceled = true;
+    entry.task.cancel(why);
   }
 
   async function resendAll(l: ServerLink): Promise<void> {
