@@ -1,4 +1,4 @@
-/** `apctl agents list|get`. */
+/** `apctl agents list|get|revoke`. */
 import type { Command } from 'commander';
 import { formatAgent, formatAgentTable } from '../output/format.js';
 import { printRaw } from '../output/write.js';
@@ -43,5 +43,18 @@ export function registerAgentsCommand(program: Command): void {
     const { data, raw } = await clientFrom(f).getAgent(agentId);
     if (f.json) return printRaw(raw);
     process.stdout.write(formatAgent(data));
+  });
+
+  addJsonFlag(
+    addClientFlags(
+      agents
+        .command('revoke')
+        .description('revoke an agent (admin): its credentials stop working and its stream is ended')
+        .argument('<agent-id>'),
+    ),
+  ).action(async (agentId: string, f: ReadFlags) => {
+    const { raw } = await clientFrom(f).call('DELETE', `/api/v1/agents/${encodeURIComponent(agentId)}`);
+    if (f.json) return printRaw(raw);
+    process.stderr.write(`revoked agent ${agentId}\n`);
   });
 }
