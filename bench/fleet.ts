@@ -22,7 +22,10 @@
  * (default 64), --cpu-seconds S (default 30), --heartbeat-interval S (the
  * platform's, default 10 as in production), --profile (node --cpu-prof on the
  * platform; the profile is written at its clean SIGTERM exit and its top
- * functions by self time are printed).
+ * functions by self time are printed), --no-notify-trigger (an experiment:
+ * drops the tasks NOTIFY trigger in this run's throwaway database, to show what
+ * PostgreSQL's commit-serialising NOTIFY lock costs task creation; one platform
+ * process still dispatches at creation and by its 1 s poll).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -43,6 +46,8 @@ const CLIENTS = Number(arg('clients', '64'));
 const CPU_SECONDS = Number(arg('cpu-seconds', '30'));
 const HB_INTERVAL = Number(arg('heartbeat-interval', '10'));
 const PROFILE = process.argv.includes('--profile');
+/** Experiment: drop the NOTIFY trigger in this run's database (a single platform process dispatches at creation anyway). */
+const NO_NOTIFY = process.argv.includes('--no-notify-trigger');
 const LABEL = 'fleet';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -151,6 +156,7 @@ try {
 
   const pgc = new pg.Client({ connectionString: db.url });
   await pgc.connect();
+  if (NO_NOTIFY) await pgc.query('drop trigger tasks_notify on tasks');
   const dbName = new URL(db.url).pathname.slice(1);
   /** This database's PostgreSQL backends (the platform's pool and LISTEN connection). */
   const backends = async () =>
@@ -408,6 +414,9 @@ try {
 
   const perAgentKb = (withAgents.rssBytes - idle.rssBytes) / Math.max(1, online) / 1024;
   const pct = (x: number) => `${round(x, 0)} %`;
+  /** CPU milliseconds per task from a share of a core over the phase: robust to other load on the machine. */
+  const cpuMs = (p: Phase, sharePct: number) =>
+    round(((sharePct / 100) * p.use.wall * 1000) / Math.max(1, p.n), 2);
   const rows: (string | number)[][] = [
     ['machine CPU busy before the run (other load)', `${round(otherLoad, 0)} % of all cores`, ''],
     ['agents online (in the database)', `${online} of ${N}`, ''],
@@ -451,6 +460,11 @@ try {
         `${pct(p.use.platPct)} / ${pct(p.use.pgPct)} / ${pct(p.use.simsPct)} of a core`,
         '',
       ],
+      [
+        '  CPU per task: platform / PostgreSQL (this DB) / load generators',
+        `${cpuMs(p, p.use.platPct)} / ${cpuMs(p, p.use.pgPct)} / ${cpuMs(p, p.use.simsPct)} ms`,
+        '',
+      ],
       ['  machine CPU busy', `${pct(p.use.machinePct)} of all cores`, ''],
       ['  PostgreSQL backends of this DB (mean count by state)', p.waitTop, ''],
       ['  database transactions per task (all statements, incl. the bench)', round(p.xactsPerTask, 2), ''],
@@ -475,12 +489,15 @@ try {
     [`${prefix}_platform_cpu_pct`]: round(p.use.platPct, 0),
     [`${prefix}_pg_cpu_pct`]: round(p.use.pgPct, 0),
     [`${prefix}_machine_busy_pct`]: round(p.use.machinePct, 0),
+    [`${prefix}_platform_cpu_ms_per_task`]: cpuMs(p, p.use.platPct),
+    [`${prefix}_pg_cpu_ms_per_task`]: cpuMs(p, p.use.pgPct),
     [`${prefix}_xacts_per_task`]: round(p.xactsPerTask, 2),
   });
   const json = {
     bench: 'fleet',
     agents: N,
     agents_online: online,
+    no_notify_trigger: NO_NOTIFY,
     machine_busy_before_pct: round(otherLoad, 0),
     sim_processes: SIMS,
     connect_s: round(connectS, 2),
