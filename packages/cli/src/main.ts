@@ -1,6 +1,6 @@
 /** `apctl`: the one command for the platform, the agent, and the people using them. */
 import { Command, CommanderError } from 'commander';
-import { VERSION } from '@agent-platform/platform';
+import { VERSION } from './version.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerDevCommand } from './commands/dev.js';

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { parseLabels, startAgent } from '@agent-platform/agent';
-import { createProcessLogger } from '../logger.js';
 import { onShutdownSignal } from '../signals.js';
 
 interface AgentFlags {
@@ -51,6 +49,11 @@ export function registerAgentCommand(program: Command): void {
       const capacity = Number(flags.capacity);
       if (!Number.isInteger(capacity) || capacity < 1)
         throw new Error(`--capacity must be a positive integer, got ${flags.capacity}`);
+      // Server-side modules load on use: client commands (run, tasks, ...) start without them.
+      const [{ parseLabels, startAgent }, { createProcessLogger }] = await Promise.all([
+        import('@agent-platform/agent'),
+        import('../logger.js'),
+      ]);
       const logger = createProcessLogger('agent', flags.logLevel);
       const env = process.env;
       const insecure = flags.insecure ?? /^(1|true|yes|on)$/i.test(env.AP_INSECURE ?? '');

@@ -2,9 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { startPlatform } from '@agent-platform/platform';
-import { startAgent } from '@agent-platform/agent';
-import { createProcessLogger } from '../logger.js';
 import { onShutdownSignal } from '../signals.js';
 import { addPlatformFlags, platformOptions, stripUndefined, type ServerFlags } from './server.js';
 
@@ -14,6 +11,12 @@ export function registerDevCommand(program: Command): void {
       .command('dev')
       .description('run the platform on the embedded database plus one local agent, in one process'),
   ).action(async (flags: ServerFlags) => {
+    // Server-side modules load on use: client commands (run, tasks, ...) start without them.
+    const [{ startPlatform }, { startAgent }, { createProcessLogger }] = await Promise.all([
+      import('@agent-platform/platform'),
+      import('@agent-platform/agent'),
+      import('../logger.js'),
+    ]);
     const logger = createProcessLogger('dev', flags.logLevel ?? process.env.AP_LOG_LEVEL ?? 'warn');
     const opts = stripUndefined(platformOptions(flags));
     const dataDir = path.resolve(opts.dataDir ?? process.env.AP_DATA_DIR ?? './data');

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { startPlatform } from '@agent-platform/platform';
-import { createProcessLogger } from '../logger.js';
 import { onShutdownSignal } from '../signals.js';
 
 export interface ServerFlags {
@@ -69,6 +67,11 @@ export function registerServerCommand(program: Command): void {
     .option('--tls-key <file>', 'its private key (PEM) (env AP_TLS_KEY)')
     .option('--tls-san <names>', 'extra DNS names/IPs for the generated server certificate (env AP_TLS_SAN)')
     .action(async (flags: ServerFlags) => {
+      // Server-side modules load on use: client commands (run, tasks, ...) start without them.
+      const [{ startPlatform }, { createProcessLogger }] = await Promise.all([
+        import('@agent-platform/platform'),
+        import('../logger.js'),
+      ]);
       const logger = createProcessLogger('platform', flags.logLevel);
       const platform = await startPlatform({ ...stripUndefined(platformOptions(flags)), logger });
       if (platform.adminTokenFile)

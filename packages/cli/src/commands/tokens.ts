@@ -1,12 +1,12 @@
 /** `apctl tokens create|list|revoke`: API tokens (roles) and join tokens (agent enrollment). */
 import type { Command } from 'commander';
-import { createApiTokenInDatabase, isRole } from '@agent-platform/platform';
-import { parseLabels } from '@agent-platform/agent';
-import { createProcessLogger } from '../logger.js';
+type Role = 'viewer' | 'operator' | 'admin';
 import { usageError } from '../errors.js';
 import { printRaw } from '../output/write.js';
 import { renderTable } from '../output/table.js';
 import { addClientFlags, addJsonFlag, clientFrom, parseInteger, type ClientFlags } from './flags.js';
+
+const isRole = (r: string | undefined): r is Role => r === 'viewer' || r === 'operator' || r === 'admin';
 
 interface TokenFlags extends ClientFlags {
   json?: boolean;
@@ -84,6 +84,8 @@ export function registerTokensCommand(program: Command): void {
         if (f.databaseUrl !== undefined) throw usageError('--database-url makes API tokens only');
         let labels: Record<string, string>;
         try {
+          // Loaded on use, like the platform below: `tokens list` and friends start fast.
+          const { parseLabels } = await import('@agent-platform/agent');
           labels = parseLabels(f.labels);
         } catch (err) {
           throw usageError(err instanceof Error ? err.message : String(err));
@@ -115,6 +117,10 @@ export function registerTokensCommand(program: Command): void {
       const name = f.name ?? `${f.role}-token`;
       if (f.databaseUrl !== undefined) {
         if (ttl !== undefined) throw usageError('--ttl is not supported with --database-url');
+        const [{ createApiTokenInDatabase }, { createProcessLogger }] = await Promise.all([
+          import('@agent-platform/platform'),
+          import('../logger.js'),
+        ]);
         const logger = createProcessLogger('apctl', process.env.AP_LOG_LEVEL ?? 'warn');
         const created = await createApiTokenInDatabase(f.databaseUrl, { name, role: f.role }, logger);
         if (f.json) return printRaw(JSON.stringify(created));
