@@ -387,7 +387,9 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
     outstanding = 0;
     exitedResolve();
   };
-  helper.once('exit', (code, signal) => {
+  // 'close', not 'exit': exit lines still in the pipe are read first, so a task
+  // that finished just before the helper died keeps its real exit status.
+  helper.once('close', (code, signal) => {
     if (alive) logger.warn({ code, signal }, 'spawn helper exited');
     onGone(`exited (${signal ?? code ?? '?'})`);
   });
