@@ -334,8 +334,13 @@ export const taskRoutes =
         let seq = since_seq;
         let closed = false;
         let wake: (() => void) | undefined;
+        // Set by a change that arrives while the loop is reading, so that change is not
+        // slept through until the next poll.
+        let changed = false;
         const onTask = (id: string) => {
-          if (id === task.task_id) wake?.();
+          if (id !== task.task_id) return;
+          changed = true;
+          wake?.();
         };
         tasks.events.on('task', onTask);
         req.raw.on('close', () => {
@@ -345,6 +350,7 @@ export const taskRoutes =
         const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
         try {
           while (!closed) {
+            changed = false;
             const current = await tasks.get(task.task_id);
             const logs = await tasks.logs(task.task_id, seq, 1000);
             for (const l of logs) {
@@ -365,6 +371,7 @@ export const taskRoutes =
               res.write(`event: end\ndata: ${JSON.stringify(end)}\n\n`);
               break;
             }
+            if (changed) continue;
             await new Promise<void>((resolve) => {
               const t = setTimeout(resolve, 250);
               wake = () => {
