@@ -3,7 +3,7 @@
  * made and removed per task. Skips where the host has no writable cgroups.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -71,3 +71,21 @@ for (const spawnHelper of [true, false]) {
     assert.equal(existsSync(path.join(base, first)), false, 'pooled cgroup removed at close');
   });
 }
+
+test('pooled cgroups of a dead agent are removed when the next one probes; a live one keeps its own', async (t) => {
+  const probe = await createCgroupManager(logger);
+  const base = probe.capabilities.v2Base ?? probe.capabilities.v1Bases.pids;
+  if (!base) return t.skip(`no writable cgroup: ${probe.capabilities.unavailable.join('; ')}`);
+  // pid 1 is alive but started at another time than 1; a pid above pid_max is never alive.
+  const dead = [path.join(base, 'pool-1-1-1'), path.join(base, 'pool-99999999-123-4')];
+  for (const dir of dead) mkdirSync(dir);
+  const ex = createTaskExecutor({ logger, workDir: path.join(scratch, 'sweep') }, { cgroups: probe });
+  await ex.start(spec('true'), () => undefined).result;
+  const mine = readdirSync(base).filter((n) => n.startsWith(`pool-${process.pid}-`));
+  assert.ok(mine.length >= 1, 'this agent has a pooled cgroup');
+  const again = await createCgroupManager(logger);
+  for (const dir of dead) assert.equal(existsSync(dir), false, `${dir} removed`);
+  for (const n of mine) assert.ok(existsSync(path.join(base, n)), `live agent's ${n} kept`);
+  await again.close?.();
+  await ex.close();
+});

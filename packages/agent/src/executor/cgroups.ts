@@ -12,9 +12,8 @@
  * (`<own>/agent-platform/<task>`), so a supervisor's accounting of the agent
  * still covers its tasks.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { describeError } from './errors.js';
@@ -78,6 +77,44 @@ export interface CgroupManager {
  * this many idle ones are kept; they are named `pool-<random>-<n>`, not after a task.
  */
 const CGROUP_POOL_MAX = 32;
+const POOL_NAME = /^pool-(\d+)-(\d+)-\d+$/;
+
+/** A process's start time (clock ticks since boot, /proc/PID/stat field 22), or null if it is gone. */
+function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Removes the idle pooled cgroups of agents that are gone (their pid is dead or
+ * now another process). rmdir removes only empty cgroups, so anything still
+ * running in one keeps it.
+ */
+async function sweepDeadPools(base: string, logger: Logger): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(base);
+  } catch {
+    return;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const m = POOL_NAME.exec(name);
+    if (!m?.[1] || !m[2]) continue;
+    if (processStartTime(Number(m[1])) === m[2]) continue;
+    try {
+      await rmdir(path.join(base, name));
+      removed++;
+    } catch {
+      // not empty, or raced with another agent's sweep
+    }
+  }
+  if (removed > 0) logger.info({ removed, base }, 'removed pooled cgroups of dead agents');
+}
 
 const CPU_PERIOD_US = 100_000;
 
@@ -237,8 +274,12 @@ export async function createCgroupManager(logger: Logger): Promise<CgroupManager
   }
 
   logger.info({ cgroups: caps }, 'cgroups probed');
+  // Pooled cgroups of agents that died (SIGKILL, crash) would pile up with every restart.
+  const poolBase = caps.v2Base ?? caps.v1Bases.pids;
+  if (poolBase) await sweepDeadPools(poolBase, logger);
   const pool: { cgroup: TaskCgroup; destroy(): Promise<void> }[] = [];
-  const poolPrefix = `pool-${randomBytes(3).toString('hex')}`;
+  // pid + start time: whose pool it is, even after the pid is reused.
+  const poolPrefix = `pool-${process.pid}-${processStartTime(process.pid) ?? 0}`;
   let pooled = 0;
   let closed = false;
   const giveBack = (cgroup: TaskCgroup, destroy: () => Promise<void>): boolean => {
