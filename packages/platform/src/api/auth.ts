@@ -34,12 +34,14 @@ declare module 'fastify' {
 /** Roles of routes whose default (viewer for reads, admin for writes) is not right. */
 export const ROUTE_ROLES: Record<string, Role> = {
   'POST /api/v1/tasks': 'operator',
+  'POST /api/v1/tasks/batch': 'operator',
   'POST /api/v1/tasks/:task_id/cancel': 'operator',
 };
 
 /** Audit action names; unlisted routes are recorded as "METHOD /route". */
 const ACTIONS: Record<string, string> = {
   'POST /api/v1/tasks': 'task.create',
+  'POST /api/v1/tasks/batch': 'task.create_batch',
   'POST /api/v1/tasks/:task_id/cancel': 'task.cancel',
   'POST /api/v1/tokens': 'token.create',
   'DELETE /api/v1/tokens/:token_id': 'token.revoke',

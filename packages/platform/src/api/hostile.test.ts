@@ -73,6 +73,7 @@ const ROUTES: [string, string][] = [
   ['GET', '/api/v1/agents/:agent_id'],
   ['DELETE', '/api/v1/agents/:agent_id'],
   ['POST', '/api/v1/tasks'],
+  ['POST', '/api/v1/tasks/batch'],
   ['GET', '/api/v1/tasks'],
   ['GET', '/api/v1/tasks/:task_id'],
   ['POST', '/api/v1/tasks/:task_id/cancel'],
@@ -288,6 +289,8 @@ test('every REST route answers random and malformed requests with a 4xx envelope
       }
       if (res.statusCode === 201 && p === '/api/v1/tasks')
         created.add(res.json<{ task_id: string }>().task_id);
+      if (res.statusCode === 201 && p === '/api/v1/tasks/batch')
+        for (const t of res.json<{ tasks: { task_id: string }[] }>().tasks) created.add(t.task_id);
     }),
     {
       numRuns: 1500,

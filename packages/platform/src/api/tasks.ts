@@ -6,6 +6,7 @@ import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
 import type { TaskService } from '../tasks/index.js';
 import { ErrorSchema } from './schemas.js';
+import { parseLabelSelectors } from './agents.js';
 
 const STATUS_ENUM = [
   'pending',
@@ -198,6 +199,57 @@ export const taskRoutes =
       async (req, reply) => {
         const { task, created } = await tasks.create(req.body, req.headers['idempotency-key']);
         return reply.status(created ? 201 : 200).send(taskToJson(task));
+      },
+    );
+
+    const { agent_id: _agentId, ...batchFields } = CreateTaskBody.properties;
+    app.post(
+      '/api/v1/tasks/batch',
+      {
+        schema: {
+          summary: 'Run one script on many agents: one task per agent, created in one statement',
+          tags: ['tasks'],
+          headers: Type.Object({
+            'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+          }),
+          body: Type.Object(
+            {
+              ...batchFields,
+              agent_ids: Type.Optional(
+                Type.Array(Type.String({ minLength: 1, maxLength: 128 }), { maxItems: 1000 }),
+              ),
+              label: Type.Optional(
+                Type.String({
+                  minLength: 1,
+                  maxLength: 1000,
+                  description: 'agents matching key or key=value, comma-separated',
+                }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+          response: {
+            201: Type.Object({
+              tasks: Type.Array(
+                Type.Object({ task_id: Type.String(), agent_id: Type.String(), created: Type.Boolean() }),
+              ),
+            }),
+            400: ErrorSchema,
+            404: ErrorSchema,
+          },
+        },
+      },
+      async (req, reply) => {
+        const { agent_ids, label, ...input } = req.body;
+        if ((agent_ids === undefined) === (label === undefined)) {
+          throw new PlatformError('VALIDATION_FAILED', 'give exactly one of agent_ids and label');
+        }
+        const tasksOut = await tasks.createBatch(
+          input,
+          { agentIds: agent_ids, labels: label === undefined ? undefined : parseLabelSelectors(label) },
+          req.headers['idempotency-key'],
+        );
+        return reply.status(201).send({ tasks: tasksOut });
       },
     );
 

@@ -42,6 +42,8 @@ export interface AgentQueries {
   /** Marks every agent held by a platform node offline (clean shutdown). */
   markNodeOffline(platformNode: string, reason: string): Promise<number>;
   get(agentId: string): Promise<AgentRow | undefined>;
+  /** Which of these agent ids exist. */
+  existing(agentIds: string[]): Promise<string[]>;
   list(q: AgentListQuery): Promise<AgentRow[]>;
 }
 
@@ -134,6 +136,16 @@ export function createAgentQueries(db: Kysely<Database>): AgentQueries {
         .where('status', '=', 'online')
         .executeTakeFirst();
       return Number(r.numUpdatedRows);
+    },
+
+    async existing(agentIds) {
+      if (agentIds.length === 0) return [];
+      const rows = await db
+        .selectFrom('agents')
+        .select('agent_id')
+        .where('agent_id', 'in', agentIds)
+        .execute();
+      return rows.map((r) => r.agent_id);
     },
 
     async get(agentId) {

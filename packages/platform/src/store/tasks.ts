@@ -114,6 +114,11 @@ export type TaskSummaryRow = Pick<TaskRow, (typeof SUMMARY)[number]>;
 export interface TaskQueries {
   /** Inserts a pending task; with an idempotency key already used, returns the earlier task. */
   create(t: NewTask): Promise<{ task: TaskRow; created: boolean }>;
+  /**
+   * Inserts many pending tasks in one statement (fan-out to many agents). Rows whose
+   * idempotency key was used before are not inserted; the earlier task is returned instead.
+   */
+  createMany(ts: NewTask[]): Promise<{ task_id: string; agent_id: string; created: boolean }[]>;
   get(taskId: string): Promise<TaskRow | undefined>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   /**
@@ -186,6 +191,45 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
         .where('idempotency_key', '=', t.idempotencyKey)
         .executeTakeFirstOrThrow();
       return { task: existing, created: false };
+    },
+
+    async createMany(ts) {
+      if (ts.length === 0) return [];
+      const inserted = await db
+        .insertInto('tasks')
+        .values(
+          ts.map((t) => ({
+            task_id: t.taskId,
+            agent_id: t.agentId,
+            type: t.type,
+            script: t.script,
+            args: JSON.stringify(t.args),
+            env: JSON.stringify(t.env),
+            clean_env: t.cleanEnv,
+            working_dir: t.workingDir,
+            run_as: t.runAs,
+            timeout_seconds: t.timeoutSeconds,
+            kill_grace_seconds: t.killGraceSeconds,
+            limits: JSON.stringify(t.limits),
+            delivery_timeout_seconds: t.deliveryTimeoutSeconds,
+            idempotency_key: t.idempotencyKey,
+            status: 'pending' as const,
+            delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
+          })),
+        )
+        .onConflict((oc) => oc.column('idempotency_key').doNothing())
+        .returning(['task_id', 'agent_id'])
+        .execute();
+      const out = inserted.map((r) => ({ ...r, created: true }));
+      if (inserted.length === ts.length) return out;
+      const keys = ts.map((t) => t.idempotencyKey).filter((k): k is string => k !== null);
+      const earlier = await db
+        .selectFrom('tasks')
+        .select(['task_id', 'agent_id'])
+        .where('idempotency_key', 'in', keys)
+        .execute();
+      const fresh = new Set(inserted.map((r) => r.task_id));
+      return [...out, ...earlier.filter((r) => !fresh.has(r.task_id)).map((r) => ({ ...r, created: false }))];
     },
 
     async get(taskId) {

@@ -55,6 +55,15 @@ export interface TaskServiceOptions {
 
 export interface TaskService {
   create(input: CreateTaskInput, idempotencyKey?: string): Promise<{ task: TaskRow; created: boolean }>;
+  /**
+   * One script on many agents: one task per agent, inserted in one statement. With an
+   * idempotency key, each agent's task gets `<key>/<agent_id>` and a repeat returns the same tasks.
+   */
+  createBatch(
+    input: Omit<CreateTaskInput, 'agent_id'>,
+    target: { agentIds?: string[]; labels?: { key: string; value: string | null }[] },
+    idempotencyKey?: string,
+  ): Promise<{ task_id: string; agent_id: string; created: boolean }[]>;
   get(taskId: string): Promise<TaskRow>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   cancel(taskId: string, reason: string): Promise<TaskRow>;
@@ -320,6 +329,61 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         }
         throw err;
       }
+    },
+    async createBatch(input, target, idempotencyKey) {
+      const byLabel = target.labels
+        ? (await store.agents.list({ labels: target.labels, limit: TASK_LIMITS.maxBatchAgents + 1 })).map(
+            (a) => a.agent_id,
+          )
+        : [];
+      const ids = [...new Set([...(target.agentIds ?? []), ...byLabel])];
+      if (ids.length === 0)
+        throw new PlatformError(
+          'VALIDATION_FAILED',
+          'no agents: give agent_ids or a label selector that matches',
+        );
+      if (ids.length > TASK_LIMITS.maxBatchAgents) {
+        throw new PlatformError(
+          'VALIDATION_FAILED',
+          `a batch may target at most ${TASK_LIMITS.maxBatchAgents} agents, got ${ids.length}`,
+        );
+      }
+      const t = validateNewTask({ ...input, agent_id: ids[0] ?? '' });
+      if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
+        throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
+      }
+      const known = new Set(await store.agents.existing(ids));
+      const missing = ids.filter((id) => !known.has(id));
+      if (missing.length > 0) {
+        throw new PlatformError(
+          'AGENT_NOT_FOUND',
+          `${missing.length} agent(s) not found: ${missing.slice(0, 10).join(', ')}`,
+        );
+      }
+      let out;
+      try {
+        out = await store.tasks.createMany(
+          ids.map((agentId) => ({
+            ...t,
+            agentId,
+            taskId: randomUUID(),
+            idempotencyKey: idempotencyKey === undefined ? null : `${idempotencyKey}/${agentId}`,
+          })),
+        );
+      } catch (err) {
+        // An agent deleted between the check and the insert.
+        if ((err as { code?: string }).code === '23503')
+          throw new PlatformError('AGENT_NOT_FOUND', 'an agent of the batch was not found');
+        throw err;
+      }
+      for (const r of out) {
+        if (r.created && gateway.session(r.agent_id)) {
+          kickedHere.add(r.task_id);
+          kick(r.agent_id);
+        }
+      }
+      if (kickedHere.size > 10_000) kickedHere.clear();
+      return out;
     },
     async get(taskId) {
       if (!UUID.test(taskId))

@@ -404,3 +404,80 @@ test('tasks list is newest first with a working cursor', async () => {
   );
   assert.equal(p2.next_cursor, null);
 });
+
+test('a batch runs one script on many agents, by ids or by label, in one call', async () => {
+  const agentsHere = [
+    sim(a, { labels: { tier: 'batch' } }),
+    sim(b, { labels: { tier: 'batch' } }),
+    sim(a, { labels: { tier: 'batch' } }),
+  ];
+  await Promise.all(agentsHere.map((s) => s.ready));
+  const byLabel = await api<{ tasks: { task_id: string; agent_id: string; created: boolean }[] }>(
+    a,
+    'POST',
+    '/api/v1/tasks/batch',
+    {
+      label: 'tier=batch',
+      type: 'shell',
+      script: 'echo fan-out',
+    },
+  );
+  assert.equal(byLabel.status, 201);
+  assert.deepEqual(byLabel.body.tasks.map((t) => t.agent_id).sort(), agentsHere.map((s) => s.agentId).sort());
+  for (const t of byLabel.body.tasks) {
+    const done = await waitFor('batch task done', async () =>
+      terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+    );
+    assert.equal(done.status, 'succeeded');
+  }
+  for (const s of agentsHere) assert.equal(s.received.length, 1);
+
+  // By ids, with an idempotency key: the repeat returns the same tasks and creates none.
+  const ids = agentsHere.slice(0, 2).map((s) => s.agentId);
+  const body = { agent_ids: ids, type: 'shell', script: 'true' };
+  const one = await api<{ tasks: { task_id: string; created: boolean }[] }>(
+    a,
+    'POST',
+    '/api/v1/tasks/batch',
+    body,
+    { 'idempotency-key': 'batch-1' },
+  );
+  const two = await api<{ tasks: { task_id: string; created: boolean }[] }>(
+    b,
+    'POST',
+    '/api/v1/tasks/batch',
+    body,
+    { 'idempotency-key': 'batch-1' },
+  );
+  assert.equal(one.body.tasks.filter((t) => t.created).length, 2);
+  assert.equal(two.body.tasks.filter((t) => t.created).length, 0);
+  assert.deepEqual(two.body.tasks.map((t) => t.task_id).sort(), one.body.tasks.map((t) => t.task_id).sort());
+});
+
+test('a batch naming an unknown agent is refused whole, and bad targets get 400', async () => {
+  const s = sim(a, { respond: false });
+  await s.ready;
+  const before = (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${s.agentId}`)).body.tasks
+    .length;
+  const r = await api<{ error: { code: string } }>(a, 'POST', '/api/v1/tasks/batch', {
+    agent_ids: [s.agentId, 'ghost-1'],
+    type: 'shell',
+    script: 'true',
+  });
+  assert.equal(r.status, 404);
+  assert.equal(r.body.error.code, 'AGENT_NOT_FOUND');
+  assert.equal(
+    (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${s.agentId}`)).body.tasks.length,
+    before,
+  );
+  for (const bad of [
+    { type: 'shell', script: 'true' },
+    { agent_ids: [s.agentId], label: 'x=y', type: 'shell', script: 'true' },
+    { agent_ids: [], type: 'shell', script: 'true' },
+    { label: 'nobody=matches-this', type: 'shell', script: 'true' },
+  ]) {
+    const res = await api<{ error: { code: string } }>(a, 'POST', '/api/v1/tasks/batch', bad);
+    assert.equal(res.status, 400, JSON.stringify(bad));
+    assert.equal(res.body.error.code, 'VALIDATION_FAILED');
+  }
+});

@@ -16,6 +16,7 @@ export const TASK_LIMITS = {
   maxPathBytes: 4096,
   runAsPattern: /^[a-z_][a-z0-9_-]{0,31}\$?$|^[0-9]{1,10}$/,
   maxKillGraceSeconds: 300,
+  maxBatchAgents: 1000,
 } as const;
 
 export interface CreateTaskInput {
