@@ -404,8 +404,49 @@ try {
     };
     return phase;
   };
+  /**
+   * Tasks created through REST in batches (POST /api/v1/tasks/batch: one script on up
+   * to 1,000 agents per call, as an operator fans out a command), 4 calls in flight.
+   */
+  const viaBatch = async (tasks: number) => {
+    const { rows: agentRows } = await pgc.query<{ agent_id: string }>(
+      `select agent_id from agents where status = 'online' order by agent_id`,
+    );
+    const ids = agentRows.map((r) => r.agent_id);
+    const batches: string[][] = [];
+    for (let made = 0; made < tasks;) {
+      const size = Math.min(1000, ids.length, tasks - made);
+      const start = made % Math.max(1, ids.length);
+      const slice = ids.slice(start, start + size);
+      if (slice.length < size) slice.push(...ids.slice(0, size - slice.length));
+      batches.push(slice);
+      made += size;
+    }
+    let errors = 0;
+    let firstError: string | undefined;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < batches.length) {
+          const agentIds = batches[next++] ?? [];
+          const res = await fetch(`${http}/api/v1/tasks/batch`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ agent_ids: agentIds, type: 'shell', script: 'true' }),
+          });
+          if (res.status !== 201) {
+            errors += agentIds.length;
+            firstError ??= `${res.status} ${(await res.text()).slice(0, 200)}`;
+          } else await res.arrayBuffer();
+        }
+      }),
+    );
+    await allDone(tasks);
+    return { errors, firstError };
+  };
   await viaRest(Math.min(2000, Math.ceil(TASKS / 10))); // warm-up (and the template row for SQL)
   const rest = await measure(viaRest);
+  const batch = await measure(viaBatch);
   const bulk = await measure(viaSql);
   const final = await stats();
   await pgc.end();
@@ -448,6 +489,7 @@ try {
   ];
   for (const [name, p] of [
     [`REST (${SIMS} processes x ${conc} concurrent POSTs)`, rest],
+    ['REST batches (POST /api/v1/tasks/batch, up to 1,000 agents a call, 4 in flight)', batch],
     ['one SQL INSERT (dispatch path alone)', bulk],
   ] as const) {
     rows.push(
@@ -511,6 +553,7 @@ try {
     heartbeat_pg_cpu_pct: round(hb.pgPct, 2),
     heartbeats_in_window: heartbeats,
     ...phaseJson('rest', rest),
+    ...phaseJson('batch', batch),
     ...phaseJson('sql', bulk),
     stream_errors: sum(final, 'streamErrors'),
     goal_rss_mb_at_10000: 1024,
