@@ -196,6 +196,48 @@ test('agents list and get show the agent', async () => {
   assert.equal((JSON.parse(get.stdout) as { agent_id: string }).agent_id, agentId);
 });
 
+test('run --label fans out to every matching agent, prefixes whole lines with the host, and exits with the worst code', async () => {
+  procs.start([
+    'agent',
+    '--server',
+    `127.0.0.1:${grpcPort}`,
+    '--state-dir',
+    path.join(work, 'agent-2'),
+    '--labels',
+    'suite=cli',
+  ]);
+  const ids = await waitFor('two agents online', async () => {
+    const r = await run(['agents', 'list', '--label', 'suite=cli', '--status', 'online', '--json']);
+    const agents = (JSON.parse(r.stdout) as { agents: { agent_id: string }[] }).agents.map((a) => a.agent_id);
+    return agents.length === 2 ? agents : undefined;
+  });
+  const ok = await run(['run', '--label', 'suite=cli', '--', 'printf "one\\ntwo"; echo e >&2']);
+  assert.equal(ok.code, 0, ok.stderr);
+  const lines = ok.stdout.trim().split('\n');
+  assert.equal(lines.length, 4, ok.stdout);
+  for (const id of ids) {
+    // Two agents on one host are told apart by the start of their id.
+    const mine = lines.filter((l) => l.includes(`/${id.slice(0, 8)}`));
+    assert.deepEqual(
+      mine.map((l) => l.split('| ')[1]),
+      ['one', 'two'],
+      ok.stdout,
+    );
+  }
+  assert.match(ok.stderr, /2\/2 succeeded/);
+  const bad = await run([
+    'run',
+    '--agent',
+    ids[0] ?? '',
+    '--agent',
+    ids[1] ?? '',
+    '--',
+    `[ "$AGENT_PLATFORM_TASK_ID" ] && exit 3`,
+  ]);
+  assert.equal(bad.code, 3, bad.stderr);
+  assert.match(bad.stderr, /0\/2 succeeded/);
+});
+
 test('an unknown agent or task exits 1 with the API’s error code', async () => {
   const r = await run(['run', '--agent', 'no-such-agent', '--', 'true']);
   assert.equal(r.code, 1);

@@ -55,7 +55,13 @@ export interface PlatformClient {
   }): Promise<ApiResult<AgentListJson>>;
   getAgent(agentId: string): Promise<ApiResult<AgentJson>>;
   /** Any other JSON route (tokens, audit, ...), with the same auth and errors. */
-  call<T>(method: string, path: string, body?: unknown, query?: Query): Promise<ApiResult<T>>;
+  call<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    query?: Query,
+    headers?: Record<string, string>,
+  ): Promise<ApiResult<T>>;
 }
 
 /** `--server`, else `APCTL_SERVER`, else the default; checked to be an http(s) URL. */
@@ -216,6 +222,6 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
     },
     listAgents: (q) => json('GET', '/api/v1/agents', { query: q }),
     getAgent: (agentId) => json('GET', `/api/v1/agents/${id(agentId)}`),
-    call: (method, path, body, query) => json(method, path, { body, query }),
+    call: (method, path, body, query, headers) => json(method, path, { body, query, headers: headers ?? {} }),
   };
 }

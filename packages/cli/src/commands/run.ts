@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { followTaskLogs } from '../client/follow-logs.js';
+import { runMany } from './run-many.js';
 import type { PlatformClient } from '../client/platform-client.js';
 import type { CreateTaskBody, TaskJson, TaskLimits } from '../client/types.js';
 import { ApiError, CliError, errorText, isRetryable, usageError } from '../errors.js';
@@ -30,7 +31,8 @@ import {
 } from './flags.js';
 
 interface RunFlags extends ClientFlags {
-  agent: string;
+  agent?: string[];
+  label?: string;
   python?: boolean;
   file?: string;
   timeout?: string;
@@ -58,7 +60,8 @@ export function registerRunCommand(program: Command): void {
       .command('run')
       .description('run a script on an agent, stream its output, exit with its exit code')
       .argument('[script...]', 'the script, after `--` (several words are joined with spaces)')
-      .requiredOption('--agent <id>', 'agent to run on')
+      .option('--agent <id>', 'agent to run on; repeat to run on several at once', collect)
+      .option('--label <k=v,...>', 'run on every agent with these labels (one task each)')
       .option('--python', 'run the script with python3 instead of sh')
       .option('-f, --file <path>', 'read the script from a file (`-` = stdin)')
       .option('--timeout <seconds>', "kill the script after this long (exit 124) [platform's, 300]")
@@ -79,9 +82,18 @@ export function registerRunCommand(program: Command): void {
       .option('--idempotency-key <key>', 'the same key returns the same task instead of a new one')
       .option('--detach', 'print the task id and exit without following'),
   ).action(async (scriptWords: string[], flags: RunFlags) => {
+    const agents = flags.agent ?? [];
+    if (agents.length === 0 && flags.label === undefined)
+      throw usageError('--agent ID or --label K=V is required');
+    if (agents.length > 0 && flags.label !== undefined) throw usageError('give --agent or --label, not both');
     const body = await taskBody(scriptWords, flags);
     const client = clientFrom(flags);
-    await runTask(client, body, flags.idempotencyKey ?? randomUUID(), flags.detach ?? false);
+    const key = flags.idempotencyKey ?? randomUUID();
+    if (agents.length === 1 && !flags.detach) return runTask(client, body, key, false);
+    if (agents.length === 1) return runTask(client, body, key, true);
+    if (flags.detach) throw usageError('--detach runs on one --agent');
+    const { agent_id: _one, ...rest } = body;
+    await runMany(client, rest, agents.length > 0 ? { agentIds: agents } : { label: flags.label }, key);
   });
 }
 
@@ -107,7 +119,7 @@ async function readStdin(): Promise<string> {
 
 async function taskBody(words: string[], f: RunFlags): Promise<CreateTaskBody> {
   const body: CreateTaskBody = {
-    agent_id: f.agent,
+    agent_id: f.agent?.[0] ?? '',
     type: f.python ? 'python' : 'shell',
     script: await readScript(words, f.file),
   };
