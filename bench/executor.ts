@@ -5,7 +5,7 @@
  *    per-task cgroup for containment, output capture) against a bare
  *    `child_process.spawn('true')`, interleaved and warmed up, medians.
  *    Goal: ratio <= 1.3. Also with `containWithoutLimits: false` (no cgroup
- *    for a task without limits) and with a memory limit (the cgroup wrapper).
+ *    for a task without limits) and with a memory limit (a per-task memory cgroup the child joins before exec).
  * 2. Memory: peak RSS of this process while one task streams 200 MB of
  *    stdout to a consumer that yields to a timer every 64 chunks.
  *    Goal: under 150 MB.
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
   );
   console.log(`| ratio, no containment cgroup / bare | ${round(ratioUncontained)} | | <= 1.3 |`);
   console.log(
-    `| executor \`true\`, memory limit (cgroup wrapper, N=${limited.length}) | ${round(limitedP50)} ms | ${round(quantile(limited, 0.9))} ms | |`,
+    `| executor \`true\`, memory limit (per-task memory cgroup, N=${limited.length}) | ${round(limitedP50)} ms | ${round(quantile(limited, 0.9))} ms | |`,
   );
   console.log(`| stream 200 MB: peak RSS (sampled every 10 ms) | ${round(peakMb, 1)} MB | | < 150 MB |`);
   console.log(
