@@ -158,29 +158,34 @@ export interface TaskQueries {
   loseOnOfflineAgents(graceSeconds: number): Promise<string[]>;
 }
 
+/** The row of a new, pending task. */
+function pendingRow(t: NewTask) {
+  return {
+    task_id: t.taskId,
+    agent_id: t.agentId,
+    type: t.type,
+    script: t.script,
+    args: JSON.stringify(t.args),
+    env: JSON.stringify(t.env),
+    clean_env: t.cleanEnv,
+    working_dir: t.workingDir,
+    run_as: t.runAs,
+    timeout_seconds: t.timeoutSeconds,
+    kill_grace_seconds: t.killGraceSeconds,
+    limits: JSON.stringify(t.limits),
+    delivery_timeout_seconds: t.deliveryTimeoutSeconds,
+    idempotency_key: t.idempotencyKey,
+    status: 'pending' as const,
+    delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
+  };
+}
+
 export function createTaskQueries(db: Kysely<Database>): TaskQueries {
   return {
     async create(t) {
       const inserted = await db
         .insertInto('tasks')
-        .values({
-          task_id: t.taskId,
-          agent_id: t.agentId,
-          type: t.type,
-          script: t.script,
-          args: JSON.stringify(t.args),
-          env: JSON.stringify(t.env),
-          clean_env: t.cleanEnv,
-          working_dir: t.workingDir,
-          run_as: t.runAs,
-          timeout_seconds: t.timeoutSeconds,
-          kill_grace_seconds: t.killGraceSeconds,
-          limits: JSON.stringify(t.limits),
-          delivery_timeout_seconds: t.deliveryTimeoutSeconds,
-          idempotency_key: t.idempotencyKey,
-          status: 'pending',
-          delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
-        })
+        .values(pendingRow(t))
         .onConflict((oc) => oc.column('idempotency_key').doNothing())
         .returningAll()
         .executeTakeFirst();
@@ -197,26 +202,7 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
       if (ts.length === 0) return [];
       const inserted = await db
         .insertInto('tasks')
-        .values(
-          ts.map((t) => ({
-            task_id: t.taskId,
-            agent_id: t.agentId,
-            type: t.type,
-            script: t.script,
-            args: JSON.stringify(t.args),
-            env: JSON.stringify(t.env),
-            clean_env: t.cleanEnv,
-            working_dir: t.workingDir,
-            run_as: t.runAs,
-            timeout_seconds: t.timeoutSeconds,
-            kill_grace_seconds: t.killGraceSeconds,
-            limits: JSON.stringify(t.limits),
-            delivery_timeout_seconds: t.deliveryTimeoutSeconds,
-            idempotency_key: t.idempotencyKey,
-            status: 'pending' as const,
-            delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
-          })),
-        )
+        .values(ts.map(pendingRow))
         .onConflict((oc) => oc.column('idempotency_key').doNothing())
         .returning(['task_id', 'agent_id'])
         .execute();
