@@ -36,6 +36,8 @@ export interface SimAgent {
   readonly cancels: string[];
   readonly acks: string[];
   ready: Promise<void>;
+  /** Resolves with the status the stream ended with (error or not). */
+  ended: Promise<{ code: number; details: string }>;
   send(msg: AgentMessage): void;
   /** Sends a result for a task (used when respond=false). */
   finish(taskId: string, exitCode?: number): void;
@@ -116,6 +118,10 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
     call.on('error', reject);
   });
   ready.catch(() => undefined);
+  const ended = new Promise<{ code: number; details: string }>((resolve) => {
+    call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, details: err.details }));
+    call.on('status', (st: grpc.StatusObject) => resolve({ code: st.code, details: st.details }));
+  });
   send({
     message: {
       $case: 'register',
@@ -138,6 +144,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
     cancels,
     acks,
     ready,
+    ended,
     send,
     finish,
     close() {

@@ -6,6 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
+import * as grpc from '@grpc/grpc-js';
 import { startPlatform, type Platform } from '../index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
 import { startSimAgent, type SimAgent } from '../../../../test/support/sim-agent.js';
@@ -480,4 +481,47 @@ test('a batch naming an unknown agent is refused whole, and bad targets get 400'
     assert.equal(res.status, 400, JSON.stringify(bad));
     assert.equal(res.body.error.code, 'VALIDATION_FAILED');
   }
+});
+
+test('a result the database refuses is not acknowledged: the session ends and the re-sent result is stored', async () => {
+  const agentId = 'refused-result-agent';
+  const first = sim(a, { agentId, respond: false });
+  await first.ready;
+  const t = (
+    await api<TaskJson>(a, 'POST', '/api/v1/tasks', { agent_id: agentId, type: 'shell', script: 'true' })
+  ).body;
+  await waitFor('dispatched', async () => first.received.length === 1);
+  // Make the result write fail (as a database fault would) for this exit code only.
+  await a.store.pool.query(
+    'alter table tasks add constraint refuse_77 check (exit_code is distinct from 77)',
+  );
+  try {
+    first.finish(t.task_id, 77);
+    const end = await Promise.race([
+      first.ended,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the session was not ended')), 10_000),
+      ),
+    ]);
+    assert.equal(end.code, grpc.status.INTERNAL);
+    assert.match(end.details, /result could not be stored/);
+    assert.deepEqual(first.acks, []);
+    assert.ok(
+      ['dispatched', 'running'].includes(
+        (await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body.status,
+      ),
+    );
+  } finally {
+    await a.store.pool.query('alter table tasks drop constraint refuse_77');
+  }
+  // The agent reconnects with the task still in its journal and sends its result again.
+  const again = sim(b, { agentId, respond: false, pendingTaskIds: [t.task_id] });
+  await again.ready;
+  again.finish(t.task_id, 0);
+  const done = await waitFor('stored', async () =>
+    terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+  );
+  assert.equal(done.status, 'succeeded');
+  await waitFor('acknowledged', async () => again.acks.includes(t.task_id));
+  assert.equal(again.received.length, 0, 'the task was not dispatched a second time');
 });
