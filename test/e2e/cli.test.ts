@@ -8,7 +8,16 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { APCTL, ProcessGroup, ROOT, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import {
+  APCTL,
+  ProcessGroup,
+  ROOT,
+  platformHealthy,
+  freePort,
+  tempDir,
+  waitFor,
+  type Proc,
+} from '../support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../support/security.js';
 
 const procs = new ProcessGroup();
@@ -61,19 +70,10 @@ const run = (args: string[], opts?: { input?: string; env?: Record<string, strin
   apctl(args, opts).done;
 
 function startPlatform(): Proc {
-  return procs.start(
-    ['server', '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`],
-    { DATABASE_URL: db.url },
-  );
+  return procs.startPlatform({ grpcPort, httpPort, databaseUrl: db.url });
 }
 
-async function healthy(): Promise<boolean> {
-  try {
-    return (await fetch(`${server()}/healthz`)).ok;
-  } catch {
-    return false;
-  }
-}
+const healthy = () => platformHealthy(server());
 
 async function taskStatus(taskId: string): Promise<string> {
   const r = await run(['tasks', 'get', taskId, '--json']);

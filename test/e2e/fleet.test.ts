@@ -8,7 +8,15 @@ import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
 import { AgentServiceClient, type AgentMessage, type ServerMessage } from '@agent-platform/protocol';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { ProcessGroup, freePort, getJson, tempDir, waitFor, type Proc } from '../support/procs.js';
+import {
+  ProcessGroup,
+  platformHealthy,
+  freePort,
+  getJson,
+  tempDir,
+  waitFor,
+  type Proc,
+} from '../support/procs.js';
 
 interface AgentJson {
   agent_id: string;
@@ -32,18 +40,7 @@ const stateDirs = [tempDir('agent-a'), tempDir('agent-b')];
 const agents: Proc[] = [];
 
 function startPlatform(): Proc {
-  return procs.start(
-    [
-      'server',
-      '--grpc-listen',
-      `127.0.0.1:${grpcPort}`,
-      '--http-listen',
-      `127.0.0.1:${httpPort}`,
-      '--heartbeat-interval',
-      String(HEARTBEAT_S),
-    ],
-    { DATABASE_URL: db.url },
-  );
+  return procs.startPlatform({ grpcPort, httpPort, databaseUrl: db.url, heartbeatSeconds: HEARTBEAT_S });
 }
 
 function startAgent(i: number): Proc {
@@ -65,13 +62,7 @@ async function listAgents(): Promise<AgentJson[]> {
   return body.agents;
 }
 
-async function healthy(): Promise<boolean> {
-  try {
-    return (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok;
-  } catch {
-    return false;
-  }
-}
+const healthy = () => platformHealthy(`http://127.0.0.1:${httpPort}`);
 
 before(async () => {
   db = await createTestDatabase('ap_e2e_fleet');

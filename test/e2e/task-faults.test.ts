@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
+import { ProcessGroup, platformHealthy, freePort, tempDir, waitFor, type Proc } from '../support/procs.js';
 import { AUTH_HEADERS } from '../support/security.js';
 
 const HEARTBEAT_S = 1;
@@ -35,18 +35,7 @@ interface AgentJson {
 }
 
 function startPlatform(): Proc {
-  return procs.start(
-    [
-      'server',
-      '--grpc-listen',
-      `127.0.0.1:${grpcPort}`,
-      '--http-listen',
-      `127.0.0.1:${httpPort}`,
-      '--heartbeat-interval',
-      String(HEARTBEAT_S),
-    ],
-    { DATABASE_URL: db.url },
-  );
+  return procs.startPlatform({ grpcPort, httpPort, databaseUrl: db.url, heartbeatSeconds: HEARTBEAT_S });
 }
 
 function startAgent(name: string, capacity = 5): Proc {
@@ -90,13 +79,7 @@ async function onlineAgent(name: string, timeoutMs = 20_000): Promise<AgentJson>
   );
 }
 
-async function healthy(): Promise<boolean> {
-  try {
-    return (await fetch(`${base()}/healthz`)).ok;
-  } catch {
-    return false;
-  }
-}
+const healthy = () => platformHealthy(base());
 
 async function createTask(
   agentId: string,

@@ -63,6 +63,29 @@ export class ProcessGroup {
     return proc;
   }
 
+  /**
+   * `apctl server` on 127.0.0.1 with the given ports and database (plaintext and
+   * the harness token, from the defaults above); `heartbeatSeconds` shortens liveness.
+   */
+  startPlatform(o: {
+    grpcPort: number;
+    httpPort: number;
+    databaseUrl: string;
+    heartbeatSeconds?: number;
+  }): Proc {
+    return this.start(
+      [
+        'server',
+        '--grpc-listen',
+        `127.0.0.1:${o.grpcPort}`,
+        '--http-listen',
+        `127.0.0.1:${o.httpPort}`,
+        ...(o.heartbeatSeconds === undefined ? [] : ['--heartbeat-interval', String(o.heartbeatSeconds)]),
+      ],
+      { DATABASE_URL: o.databaseUrl },
+    );
+  }
+
   async killAll(): Promise<void> {
     const waits: Promise<unknown>[] = [];
     for (const p of this.procs) {
@@ -104,4 +127,13 @@ export async function waitFor<T>(
 export async function getJson<T = unknown>(url: string): Promise<{ status: number; body: T }> {
   const res = await fetch(url, { headers: AUTH_HEADERS });
   return { status: res.status, body: (await res.json()) as T };
+}
+
+/** True when the platform at `httpBase` answers /healthz with 200. */
+export async function platformHealthy(httpBase: string): Promise<boolean> {
+  try {
+    return (await fetch(`${httpBase}/healthz`)).ok;
+  } catch {
+    return false;
+  }
 }
