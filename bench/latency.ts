@@ -11,7 +11,14 @@ import { bareSpawn, report, round, startCluster, summarize } from './support.js'
 const N = Number(process.env.BENCH_N ?? 300);
 const WARMUP = 30;
 
-async function oneTask(http: string, agentId: string): Promise<{ client: number; server: number }> {
+interface Sample {
+  client: number;
+  server: number;
+  /** created -> dispatched, dispatched -> started, started -> completed (stored times, ms). */
+  phases: [number, number, number];
+}
+
+async function oneTask(http: string, agentId: string): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${http}/api/v1/tasks`, {
     method: 'POST',
@@ -25,9 +32,14 @@ async function oneTask(http: string, agentId: string): Promise<{ client: number;
   if (!text.includes('"status":"succeeded"')) throw new Error(`task did not succeed: ${text.slice(-300)}`);
   const stored = (await (await fetch(`${http}/api/v1/tasks/${task.task_id}`)).json()) as {
     created_at: string;
+    dispatched_at: string;
+    started_at: string;
     completed_at: string;
   };
-  return { client, server: Date.parse(stored.completed_at) - Date.parse(stored.created_at) };
+  const [c, d, st, done] = [stored.created_at, stored.dispatched_at, stored.started_at, stored.completed_at].map(
+    (t) => Date.parse(t),
+  ) as [number, number, number, number];
+  return { client, server: done - c, phases: [d - c, st - d, done - st] };
 }
 
 const cluster = await startCluster('latency', 1);
@@ -40,10 +52,12 @@ try {
   const client: number[] = [];
   const server: number[] = [];
   const bare: number[] = [];
+  const phases: [number[], number[], number[]] = [[], [], []];
   for (let i = 0; i < N; i++) {
     const r = await oneTask(cluster.http, agentId);
     client.push(r.client);
     server.push(r.server);
+    r.phases.forEach((v, j) => phases[j]?.push(v));
     const t0 = performance.now();
     await bareSpawn();
     bare.push(performance.now() - t0);
@@ -58,6 +72,10 @@ try {
       ['bare spawn `sh -c true` (same run)', round(b.p50), round(b.p99), round(b.mean)],
       ['platform, client view (POST -> SSE end)', round(c.p50), round(c.p99), round(c.mean)],
       ['platform, stored (completed_at - created_at)', round(s.p50), round(s.p99), round(s.mean)],
+      ...(['created -> dispatched', 'dispatched -> started', 'started -> completed'] as const).map((what, j) => {
+        const p = summarize(phases[j] ?? []);
+        return [`  stored ${what}`, round(p.p50), round(p.p99), round(p.mean)];
+      }),
       ['client p50 minus bare p50', round(c.p50 - b.p50), '', ''],
     ],
     {

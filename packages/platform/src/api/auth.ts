@@ -24,6 +24,8 @@ export interface Principal {
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** Set by a route that committed its own audit row with its change (see auditEntry). */
+    audited: boolean;
   }
   interface FastifyContextConfig {
     /** The least role allowed to call the route. */
@@ -151,6 +153,27 @@ function createAuditWriter(store: Store, logger: Logger) {
   };
 }
 
+/**
+ * The audit row of a call, but its target. A route that commits the row in the
+ * same statement as its change (so neither exists without the other, and the
+ * call costs one commit) sets `req.audited` so that onSend writes no second one.
+ */
+export function auditEntry(req: FastifyRequest, status: number): Omit<AuditEntry, 'target'> {
+  const path = req.url.split('?')[0] ?? '';
+  const route = req.routeOptions.url;
+  const key = route === undefined ? undefined : `${req.method} ${route}`;
+  return {
+    token_id: req.principal?.tokenId ?? null,
+    actor: req.principal?.name ?? 'anonymous',
+    action: (key && ACTIONS[key]) ?? clean(`${req.method} ${route ?? path}`, 200),
+    method: clean(req.method, 16),
+    path: clean(path, 500),
+    source_ip: req.ip,
+    status_code: status,
+    outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed',
+  };
+}
+
 export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiAuth {
   const { store, logger } = options;
   const cacheMs = options.cacheMs ?? 2000;
@@ -178,6 +201,7 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
   }
 
   app.decorateRequest('principal', null);
+  app.decorateRequest('audited', false);
 
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0] ?? '';
@@ -197,23 +221,11 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
 
   /** One audit row for a mutating call; GET, HEAD, OPTIONS and /healthz are not recorded. */
   function record(req: FastifyRequest, status: number, payload: unknown): Promise<void> {
-    if (READ_METHODS.has(req.method)) return Promise.resolve();
+    if (READ_METHODS.has(req.method) || req.audited) return Promise.resolve();
     const path = req.url.split('?')[0] ?? '';
     if (PUBLIC_PATHS.has(path)) return Promise.resolve();
-    const route = req.routeOptions.url;
-    const key = route === undefined ? undefined : `${req.method} ${route}`;
     const target = targetFromParams(req.params) ?? (status < 300 ? targetFromPayload(payload) : null) ?? null;
-    return audit.write({
-      token_id: req.principal?.tokenId ?? null,
-      actor: req.principal?.name ?? 'anonymous',
-      action: (key && ACTIONS[key]) ?? clean(`${req.method} ${route ?? path}`, 200),
-      target,
-      method: clean(req.method, 16),
-      path: clean(path, 500),
-      source_ip: req.ip,
-      status_code: status,
-      outcome: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed',
-    });
+    return audit.write({ ...auditEntry(req, status), target });
   }
 
   // onSend, not onResponse: the row is committed before the answer leaves, so an

@@ -5,6 +5,7 @@ import { TERMINAL_STATUSES, type TaskStatusName } from '@agent-platform/protocol
 import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
 import type { TaskService } from '../tasks/index.js';
+import { auditEntry } from './auth.js';
 import { ErrorSchema } from './schemas.js';
 import { parseLabelSelectors } from './agents.js';
 
@@ -197,7 +198,13 @@ export const taskRoutes =
         },
       },
       async (req, reply) => {
-        const { task, created } = await tasks.create(req.body, req.headers['idempotency-key']);
+        const { task, created } = await tasks.create(
+          req.body,
+          req.headers['idempotency-key'],
+          auditEntry(req, 201),
+        );
+        // A repeat (200) wrote nothing, so onSend audits it as usual.
+        if (created) req.audited = true;
         return reply.status(created ? 201 : 200).send(taskToJson(task));
       },
     );

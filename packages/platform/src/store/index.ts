@@ -10,6 +10,7 @@ export type {
   LogRecord,
   TaskListQuery,
   CancelOutcome,
+  CreateOptions,
 } from './tasks.js';
 export type { TaskStatusName, TaskLimitsJson, EnforcedLimitJson } from './schema.js';
 export type { ApiTokenRow, JoinTokenRow, NewApiToken, NewJoinToken } from './tokens.js';

@@ -5,6 +5,7 @@
  * jsonb_to_recordset): one statement for many tasks.
  */
 import { sql, type Kysely, type Selectable } from 'kysely';
+import type { AuditEntry } from './audit.js';
 import type { Database, EnforcedLimitJson, TaskLimitsJson, TaskStatusName, TasksTable } from './schema.js';
 
 export type TaskRow = Selectable<TasksTable>;
@@ -24,6 +25,19 @@ export interface NewTask {
   limits: TaskLimitsJson;
   deliveryTimeoutSeconds: number;
   idempotencyKey: string | null;
+}
+
+export interface CreateOptions {
+  /**
+   * The caller holds the agent's stream in this session: insert the task already
+   * `dispatched` when the agent has free capacity and no older task waits, so it
+   * can be sent at once (no claim, no NOTIFY round trip). The caller must
+   * serialize this with its own claims for the agent (capacity is counted in the
+   * statement's snapshot).
+   */
+  dispatch?: { sessionId: string; platformNode: string };
+  /** An audit row for the new task (target `task:<id>`), committed with it; not written for a repeat. */
+  audit?: Omit<AuditEntry, 'target'>;
 }
 
 export interface StartedMark {
@@ -112,8 +126,19 @@ const SUMMARY = [
 export type TaskSummaryRow = Pick<TaskRow, (typeof SUMMARY)[number]>;
 
 export interface TaskQueries {
-  /** Inserts a pending task; with an idempotency key already used, returns the earlier task. */
-  create(t: NewTask): Promise<{ task: TaskRow; created: boolean }>;
+  /**
+   * Inserts a task, pending (or dispatched, see {@link CreateOptions.dispatch}), and
+   * its audit row in one statement; with an idempotency key already used, returns
+   * the earlier task and writes nothing.
+   */
+  create(t: NewTask, options?: CreateOptions): Promise<{ task: TaskRow; created: boolean }>;
+  /**
+   * Logs, dropped-log marks and started marks in one transaction committed
+   * without waiting for the WAL flush (`synchronous_commit = off`): all are
+   * best effort and rebuilt by the result, whose synchronous commit flushes
+   * them too. Returns the ids marked started.
+   */
+  applyProgress(p: { logs: LogRecord[]; dropped: string[]; started: StartedMark[] }): Promise<string[]>;
   /**
    * Inserts many pending tasks in one statement (fan-out to many agents). Rows whose
    * idempotency key was used before are not inserted; the earlier task is returned instead.
@@ -127,6 +152,8 @@ export interface TaskQueries {
    * `FOR UPDATE SKIP LOCKED`: two processes never claim one task.
    */
   claim(agentId: string, sessionId: string, platformNode: string): Promise<TaskRow[]>;
+  /** A dispatched task whose request could not be sent (its stream had closed) -> pending. */
+  undispatch(taskId: string): Promise<void>;
   /** Agents among `agentIds` that have pending tasks (the dispatcher's poll). */
   agentsWithPending(agentIds: string[]): Promise<string[]>;
   markStarted(marks: StartedMark[]): Promise<string[]>;
@@ -182,12 +209,71 @@ function pendingRow(t: NewTask) {
 
 export function createTaskQueries(db: Kysely<Database>): TaskQueries {
   return {
-    async create(t) {
+    async create(t, options = {}) {
+      const { dispatch, audit } = options;
+      const row = pendingRow(t);
+      // Dispatchable: the session still owns the agent, which has a free slot and
+      // no older task waiting (so a new task never overtakes a queued one).
+      const ok = dispatch
+        ? sql<boolean>`coalesce((
+            select a.capacity > (select count(*) from tasks b
+                                  where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))
+               and not exists (select 1 from tasks p
+                                where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now())
+              from agents a
+             where a.agent_id = ${t.agentId} and a.session_id = ${dispatch.sessionId}::uuid and a.status = 'online'
+          ), false)`
+        : sql<boolean>`false`;
+      const values = dispatch
+        ? {
+            ...row,
+            status: sql<TaskStatusName>`case when (select ok from d) then 'dispatched' else 'pending' end`,
+            dispatched_at: sql<Date>`case when (select ok from d) then now() end`,
+            dispatched_by: sql<string>`case when (select ok from d) then ${dispatch.platformNode} end`,
+          }
+        : row;
       const inserted = await db
-        .insertInto('tasks')
-        .values(pendingRow(t))
-        .onConflict((oc) => oc.column('idempotency_key').doNothing())
-        .returningAll()
+        .with('d', (qb) => qb.selectNoFrom(ok.as('ok')))
+        .with('ins', (qb) =>
+          qb
+            .insertInto('tasks')
+            .values(values)
+            .onConflict((oc) => oc.column('idempotency_key').doNothing())
+            .returningAll(),
+        )
+        .with('aud', (qb) =>
+          qb
+            .insertInto('audit_log')
+            .columns([
+              'token_id',
+              'actor',
+              'action',
+              'target',
+              'method',
+              'path',
+              'source_ip',
+              'status_code',
+              'outcome',
+            ])
+            .expression(
+              qb
+                .selectFrom('ins')
+                .select([
+                  sql<string | null>`${audit?.token_id ?? null}::uuid`.as('token_id'),
+                  sql<string>`${audit?.actor ?? ''}::text`.as('actor'),
+                  sql<string>`${audit?.action ?? ''}::text`.as('action'),
+                  sql<string>`'task:' || ins.task_id`.as('target'),
+                  sql<string>`${audit?.method ?? ''}::text`.as('method'),
+                  sql<string>`${audit?.path ?? ''}::text`.as('path'),
+                  sql<string>`${audit?.source_ip ?? ''}::text`.as('source_ip'),
+                  sql<number>`${audit?.status_code ?? 0}::int`.as('status_code'),
+                  sql<string>`${audit?.outcome ?? 'ok'}::text`.as('outcome'),
+                ])
+                .where(sql<boolean>`${audit !== undefined}::boolean`),
+            ),
+        )
+        .selectFrom('ins')
+        .selectAll()
         .executeTakeFirst();
       if (inserted) return { task: inserted, created: true };
       const existing = await db
@@ -262,6 +348,12 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
       return rows;
     },
 
+    async undispatch(taskId) {
+      await sql`
+        update tasks set status = 'pending', dispatched_at = null, dispatched_by = null
+         where task_id = ${taskId}::uuid and status = 'dispatched'`.execute(db);
+    },
+
     async agentsWithPending(agentIds) {
       if (agentIds.length === 0) return [];
       const { rows } = await sql<{ agent_id: string }>`
@@ -318,6 +410,17 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
          where t.task_id = r.task_id and t.agent_id = r.agent_id and t.status in ('dispatched', 'running')
         returning t.task_id`.execute(db);
       return rows.map((r) => r.task_id);
+    },
+
+    async applyProgress(p) {
+      if (p.logs.length + p.dropped.length + p.started.length === 0) return [];
+      return db.transaction().execute(async (tx) => {
+        await sql`set local synchronous_commit = off`.execute(tx);
+        const q = createTaskQueries(tx);
+        await q.insertLogs(p.logs);
+        await q.markLogsDropped(p.dropped);
+        return q.markStarted(p.started);
+      });
     },
 
     async insertLogs(logs) {

@@ -3,6 +3,9 @@
  * statements per flush instead of one commit per event: PostgreSQL's commit
  * rate (~3,300/s one client here, DESIGN.md) would otherwise cap throughput.
  *
+ * Logs and started marks are committed asynchronously (no WAL flush wait);
+ * results synchronously, before they are acknowledged.
+ *
  * Order inside a flush: logs, then started marks, then results — so a task
  * seen terminal has all its logs stored, and the SSE follower can end. A
  * result is acknowledged to the agent only after its flush committed.
@@ -102,10 +105,15 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
     if (batchLogs.length + batchStarted.length + batchResults.length + batchDropped.length === 0) return;
     const touched = new Set<string>();
     try {
-      await store.tasks.insertLogs(batchLogs);
+      // One transaction, committed without waiting for the WAL flush: a result
+      // (synchronous) flushes it along, and none of it is promised to anyone.
+      const startedIds = await store.tasks.applyProgress({
+        logs: batchLogs,
+        dropped: batchDropped,
+        started: batchStarted,
+      });
       for (const l of batchLogs) touched.add(l.taskId);
-      await store.tasks.markLogsDropped(batchDropped);
-      for (const id of await store.tasks.markStarted(batchStarted)) touched.add(id);
+      for (const id of startedIds) touched.add(id);
     } catch (err) {
       // Logs and started marks are best effort; results below still get their chance.
       logger.warn({ err, logs: batchLogs.length, started: batchStarted.length }, 'task event flush failed');

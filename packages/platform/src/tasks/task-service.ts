@@ -27,6 +27,7 @@ import { PlatformError } from '../errors.js';
 import type { AgentGateway, AgentSession, SessionHandlers } from '../gateway/index.js';
 import type {
   CancelOutcome,
+  CreateOptions,
   ResultRecord,
   Store,
   TaskListQuery,
@@ -54,7 +55,12 @@ export interface TaskServiceOptions {
 }
 
 export interface TaskService {
-  create(input: CreateTaskInput, idempotencyKey?: string): Promise<{ task: TaskRow; created: boolean }>;
+  /** With `audit`, the new task's audit row is committed with it. */
+  create(
+    input: CreateTaskInput,
+    idempotencyKey?: string,
+    audit?: CreateOptions['audit'],
+  ): Promise<{ task: TaskRow; created: boolean }>;
   /**
    * One script on many agents: one task per agent, inserted in one statement. With an
    * idempotency key, each agent's task gets `<key>/<agent_id>` and a repeat returns the same tasks.
@@ -157,6 +163,36 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   let timers: NodeJS.Timeout[] = [];
   let closed = false;
 
+  const agentLocks = new Map<string, Promise<unknown>>();
+  /**
+   * Runs `fn` after every earlier one for the same agent. Claims and creates that
+   * dispatch at once both count the agent's free slots in their statement's
+   * snapshot; run one at a time they never overfill it. (Only the process holding
+   * the agent's stream does either.)
+   */
+  function withAgentLock<T>(agentId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = agentLocks.get(agentId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    agentLocks.set(agentId, settled);
+    void settled.then(() => {
+      if (agentLocks.get(agentId) === settled) agentLocks.delete(agentId);
+    });
+    return next;
+  }
+
+  function send(session: AgentSession, row: TaskRow): void {
+    if (session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } })) {
+      events.emit('task', row.task_id);
+      return;
+    }
+    // The stream closed under us: the agent never got it, so it may go to the next session.
+    store.tasks.undispatch(row.task_id).then(
+      () => events.emit('task', row.task_id),
+      (err: unknown) => logger.warn({ err, task_id: row.task_id }, 'cannot return an unsent task to pending'),
+    );
+  }
+
   /** Claims and sends the agent's pending tasks; concurrent calls for one agent coalesce. */
   async function dispatchFor(agentId: string): Promise<void> {
     if (dispatching.has(agentId)) {
@@ -168,11 +204,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         dispatching.set(agentId, false);
         const session = gateway.session(agentId);
         if (!session || closed) break;
-        const rows = await store.tasks.claim(agentId, session.sessionId, platformNode);
-        for (const row of rows) {
-          session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } });
-          events.emit('task', row.task_id);
-        }
+        const rows = await withAgentLock(agentId, async () => {
+          const claimed = await store.tasks.claim(agentId, session.sessionId, platformNode);
+          for (const row of claimed) send(session, row);
+          return claimed;
+        });
         if (rows.length > 0) logger.debug({ agent_id: agentId, count: rows.length }, 'tasks dispatched');
       } while (dispatching.get(agentId));
     } finally {
@@ -304,23 +340,30 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   return {
     events,
     handlers,
-    async create(input, idempotencyKey) {
+    async create(input, idempotencyKey, audit) {
       const t = validateNewTask(input);
       if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
         throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
       }
+      const row = { ...t, taskId: randomUUID(), idempotencyKey: idempotencyKey ?? null };
       try {
-        const out = await store.tasks.create({
-          ...t,
-          taskId: randomUUID(),
-          idempotencyKey: idempotencyKey ?? null,
+        const session = gateway.session(t.agentId);
+        if (!session) return await store.tasks.create(row, { audit });
+        // This process holds the agent's stream: insert the task already dispatched
+        // when the agent has room, and send it as soon as it is committed.
+        const out = await withAgentLock(t.agentId, async () => {
+          const o = await store.tasks.create(row, {
+            audit,
+            dispatch: { sessionId: session.sessionId, platformNode },
+          });
+          if (o.created && o.task.status === 'dispatched') send(session, o.task);
+          return o;
         });
-        // When this process holds the agent's stream, dispatch now rather than
-        // after the NOTIFY round trip (which still comes, and finds nothing).
-        if (out.created && gateway.session(t.agentId)) {
-          kick(t.agentId);
+        if (out.created && out.task.status === 'pending') {
+          // Queued behind older tasks or a full agent: its NOTIFY would only make us claim again.
           kickedHere.add(out.task.task_id);
           if (kickedHere.size > 10_000) kickedHere.clear(); // only an optimisation; the claim is idempotent
+          kick(t.agentId);
         }
         return out;
       } catch (err) {

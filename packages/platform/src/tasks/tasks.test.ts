@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import * as grpc from '@grpc/grpc-js';
+import pg from 'pg';
 import { startPlatform, type Platform } from '../index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
 import { startSimAgent, type SimAgent } from '../../../../test/support/sim-agent.js';
@@ -177,6 +178,44 @@ test('capacity is respected: an agent that does not finish gets at most capacity
   );
 });
 
+test('created where the agent is connected: dispatched in the create itself, capacity held under concurrent creates, one audit row each', async () => {
+  const agent = sim(a, { capacity: 3, respond: false });
+  await agent.ready;
+  const created = await Promise.all(
+    Array.from(
+      { length: 12 },
+      async () =>
+        (
+          await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+            agent_id: agent.agentId,
+            type: 'shell',
+            script: 'sleep 1',
+          })
+        ).body,
+    ),
+  );
+  // The answer already says dispatched for the ones that fit: no claim round trip after the insert.
+  const dispatched = created.filter((t) => t.status === 'dispatched');
+  assert.equal(dispatched.length, 3, JSON.stringify(created.map((t) => t.status)));
+  for (const t of dispatched) assert.ok(t.dispatched_at);
+  await waitFor('three received', async () => agent.received.length === 3);
+  await new Promise((r) => setTimeout(r, 1500)); // several poll rounds: nothing beyond capacity
+  assert.equal(agent.received.length, 3);
+  assert.deepEqual(agent.received.map((t) => t.taskId).sort(), dispatched.map((t) => t.task_id).sort());
+  // One audit row per created task (written with it, not again by the audit hook).
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  const { rows: audit } = await c
+    .query<{ target: string; n: string }>(
+      `select target, count(*)::text as n from audit_log where action = 'task.create' and target = any($1::text[])
+        group by target`,
+      [created.map((t) => `task:${t.task_id}`)],
+    )
+    .finally(() => c.end());
+  assert.equal(audit.length, 12);
+  assert.ok(audit.every((r) => r.n === '1'));
+});
+
 test('cancel: pending becomes canceled at once; running is sent to the agent; finished is 409', async () => {
   const agent = sim(a, { capacity: 1, respond: false });
   await agent.ready;
@@ -244,6 +283,12 @@ test('a task not delivered before its delivery timeout expires', async () => {
   const s = sim(a, { agentId });
   await s.ready;
   s.close();
+  // Until the platform has seen the stream close, a task would be sent to it (and be lost, not expired).
+  await waitFor(
+    'offline',
+    async () =>
+      (await api<{ status: string }>(a, 'GET', `/api/v1/agents/${agentId}`)).body.status === 'offline',
+  );
   const t = (
     await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
       agent_id: agentId,
