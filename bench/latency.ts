@@ -36,9 +36,12 @@ async function oneTask(http: string, agentId: string): Promise<Sample> {
     started_at: string;
     completed_at: string;
   };
-  const [c, d, st, done] = [stored.created_at, stored.dispatched_at, stored.started_at, stored.completed_at].map(
-    (t) => Date.parse(t),
-  ) as [number, number, number, number];
+  const [c, d, st, done] = [
+    stored.created_at,
+    stored.dispatched_at,
+    stored.started_at,
+    stored.completed_at,
+  ].map((t) => Date.parse(t)) as [number, number, number, number];
   return { client, server: done - c, phases: [d - c, st - d, done - st] };
 }
 
@@ -72,10 +75,12 @@ try {
       ['bare spawn `sh -c true` (same run)', round(b.p50), round(b.p99), round(b.mean)],
       ['platform, client view (POST -> SSE end)', round(c.p50), round(c.p99), round(c.mean)],
       ['platform, stored (completed_at - created_at)', round(s.p50), round(s.p99), round(s.mean)],
-      ...(['created -> dispatched', 'dispatched -> started', 'started -> completed'] as const).map((what, j) => {
-        const p = summarize(phases[j] ?? []);
-        return [`  stored ${what}`, round(p.p50), round(p.p99), round(p.mean)];
-      }),
+      ...(['created -> dispatched', 'dispatched -> started', 'started -> completed'] as const).map(
+        (what, j) => {
+          const p = summarize(phases[j] ?? []);
+          return [`  stored ${what}`, round(p.p50), round(p.p99), round(p.mean)];
+        },
+      ),
       ['client p50 minus bare p50', round(c.p50 - b.p50), '', ''],
     ],
     {
