@@ -25,13 +25,23 @@ type Controller = 'memory' | 'pids' | 'cpu';
 export interface TaskCgroup {
   /** cgroup.procs files the task's first process must join before it runs the script. */
   readonly procsFiles: readonly string[];
+  /**
+   * The task's cgroup v2 directory, or null. The spawn helper creates the
+   * task's process in it (clone3 CLONE_INTO_CGROUP) instead of writing its
+   * cgroup.procs, which waits for an RCU grace period (7-20 ms when migrations
+   * are rare); then only `v1ProcsFiles` are written.
+   */
+  readonly v2Dir: string | null;
+  /** The cgroup.procs files of the task's v1 cgroups (the rest of `procsFiles`). */
+  readonly v1ProcsFiles: readonly string[];
   /** Limits these cgroups apply. */
   readonly enforced: readonly EnforcedLimit[];
   /**
    * Moves a process into every cgroup of the task (used right after spawn when
    * no wrapper joined them). Synchronous so it lands before the event loop does
-   * anything else; a migration costs ~0.1-0.2 ms here (the kernel's cgroup
-   * threadgroup lock), the largest part of the executor's per-task overhead.
+   * anything else; a migration takes the kernel's cgroup_threadgroup_rwsem for
+   * writing: ~0.1-0.2 ms back to back, 7-20 ms when migrations are rare (an RCU
+   * grace period), the largest part of a task's start latency.
    */
   join(pid: number): void;
   /** Sends a signal to every process in the task's containment cgroup. */
@@ -78,6 +88,8 @@ export interface CgroupManager {
  */
 const CGROUP_POOL_MAX = 32;
 const POOL_NAME = /^pool-(\d+)-(\d+)-\d+$/;
+/** Numbers pooled cgroups across the managers of one process (tests make several). */
+let pooledSerial = 0;
 
 /** A process's start time (clock ticks since boot, /proc/PID/stat field 22), or null if it is gone. */
 function processStartTime(pid: number): string | null {
@@ -280,7 +292,6 @@ export async function createCgroupManager(logger: Logger): Promise<CgroupManager
   const pool: { cgroup: TaskCgroup; destroy(): Promise<void> }[] = [];
   // pid + start time: whose pool it is, even after the pid is reused.
   const poolPrefix = `pool-${process.pid}-${processStartTime(process.pid) ?? 0}`;
-  let pooled = 0;
   let closed = false;
   const giveBack = (cgroup: TaskCgroup, destroy: () => Promise<void>): boolean => {
     if (closed || pool.length >= CGROUP_POOL_MAX) return false;
@@ -298,7 +309,9 @@ export async function createCgroupManager(logger: Logger): Promise<CgroupManager
       if (!limitless) return Promise.resolve(createTaskCgroup(caps, name, limits, logger));
       const reused = pool.pop();
       if (reused) return Promise.resolve(reused.cgroup);
-      return Promise.resolve(createTaskCgroup(caps, `${poolPrefix}-${++pooled}`, limits, logger, giveBack));
+      return Promise.resolve(
+        createTaskCgroup(caps, `${poolPrefix}-${++pooledSerial}`, limits, logger, giveBack),
+      );
     },
     async close() {
       closed = true;
@@ -402,6 +415,10 @@ function createTaskCgroup(
   if (!container) return null;
   const containerProcs = path.join(container.dir, 'cgroup.procs');
   const useKillFile = container.version === 2 && caps.v2Kill;
+  // cgroup.kill leaves a mark for good: the kernel (6.18) SIGKILLs a process created in
+  // a cgroup (clone3 CLONE_INTO_CGROUP) whose kill count differs from its parent's. Such
+  // a cgroup is removed rather than pooled.
+  let killFileWritten = false;
 
   const readPids = (): number[] => {
     try {
@@ -443,6 +460,8 @@ function createTaskCgroup(
   };
   const cgroup: TaskCgroup = {
     procsFiles: members.map((m) => path.join(m.dir, 'cgroup.procs')),
+    v2Dir: members.find((m) => m.version === 2)?.dir ?? null,
+    v1ProcsFiles: members.filter((m) => m.version === 1).map((m) => path.join(m.dir, 'cgroup.procs')),
     enforced,
     join(pid) {
       for (const m of members) {
@@ -459,7 +478,10 @@ function createTaskCgroup(
     },
     async killAll() {
       if (readPids().length === 0) return;
-      if (useKillFile) tryWrite(path.join(container.dir, 'cgroup.kill'), '1');
+      if (useKillFile) {
+        killFileWritten = true;
+        tryWrite(path.join(container.dir, 'cgroup.kill'), '1');
+      }
       // v1 has no atomic kill: repeat until the cgroup is empty, which also catches
       // processes forked between reading the list and the kill.
       const deadline = Date.now() + 5000;
@@ -489,7 +511,7 @@ function createTaskCgroup(
     },
     async remove() {
       // Only an empty cgroup is reused: nothing of the last task may be in the next one's.
-      if (giveBack && readPids().length === 0 && giveBack(cgroup, destroy)) return;
+      if (giveBack && !killFileWritten && readPids().length === 0 && giveBack(cgroup, destroy)) return;
       await destroy();
     },
   };

@@ -3,12 +3,22 @@
  * task: through the helper and through child_process.spawn.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import { createSpawner } from './spawner.js';
+import { createCgroupManager } from './cgroups.js';
+import { createSpawner, type SpawnRequest, type Spawner } from './spawner.js';
 import { createTaskExecutor } from './task-executor.js';
 import type { ExecResult, TaskExecutor, TaskSpec } from './types.js';
 
@@ -242,4 +252,133 @@ test('helper: if the helper dies mid-task the task fails, its processes are kill
   const next = await run(ex, spec({ script: 'echo again' }));
   assert.equal(next.status, 'succeeded');
   assert.equal(next.stdout, 'again\n');
+});
+
+/** Why a test of the clone3 path cannot run here, or null. */
+async function clone3Unavailable(): Promise<{ reason: string } | { v2Base: string; v1Pids: string | null }> {
+  if (!haveHelper) return { reason: 'no usable spawn helper (perl, /proc)' };
+  if (process.getuid?.() !== 0) return { reason: 'not root: cannot make cgroups' };
+  if (process.arch !== 'x64' && process.arch !== 'arm64')
+    return { reason: `clone3 syscall number not known on ${process.arch}` };
+  const [major = 0, minor = 0] = os.release().split('.').map(Number);
+  if (major < 5 || (major === 5 && minor < 7))
+    return { reason: `kernel ${os.release()} has no CLONE_INTO_CGROUP (5.7+)` };
+  const cgroups = await createCgroupManager(logger);
+  await cgroups.close?.();
+  const caps = cgroups.capabilities;
+  if (!caps.v2Base) return { reason: `no writable cgroup v2: ${caps.unavailable.join('; ')}` };
+  return { v2Base: caps.v2Base, v1Pids: caps.v1Bases.pids ?? null };
+}
+
+/** The path /proc/<pid>/cgroup shows for a cgroup v2 directory. */
+function cgroupPath(dir: string): string {
+  const mount = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .find((f) => f.includes('cgroup2'))?.[4];
+  assert.ok(mount && dir.startsWith(`${mount}/`), `${dir} is not under the cgroup2 mount ${mount}`);
+  return dir.slice(mount.length);
+}
+
+/** Runs `sh -c script` through the spawner; its stdout and how it was created. */
+async function spawnOut(
+  s: Spawner,
+  script: string,
+  over: Partial<SpawnRequest> = {},
+): Promise<{ out: string; via: string | undefined; exit: unknown }> {
+  const r = await s.start({
+    file: '/bin/sh',
+    args: ['-c', script],
+    env: ['PATH=/usr/bin:/bin'],
+    cwd: '/',
+    joinCgroups: [],
+    joinStrict: true,
+    ...over,
+  });
+  if ('error' in r) throw r.error;
+  let out = '';
+  r.process.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  r.process.stderr.resume();
+  const [exit] = await Promise.all([
+    r.process.exited,
+    new Promise((resolve) => r.process.stdout.once('close', resolve)),
+  ]);
+  return { out, via: r.process.via, exit };
+}
+
+for (const clone3 of [true, false]) {
+  const name = clone3 ? 'clone3 into the cgroup' : 'fallback: fork and cgroup.procs write';
+  test(`helper, ${name}: the child is in the task's cgroups before exec`, async (t) => {
+    const env = await clone3Unavailable();
+    if ('reason' in env) return t.skip(env.reason);
+    const s = await createSpawner(logger, { cloneIntoCgroup: clone3 });
+    assert.ok(s, 'the helper starts');
+    const leaf = `spawner-test-${process.pid}-${clone3}`;
+    const v2 = path.join(env.v2Base, leaf);
+    const v1 = env.v1Pids ? path.join(env.v1Pids, leaf) : null;
+    mkdirSync(v2);
+    if (v1) mkdirSync(v1);
+    try {
+      assert.equal(s.cloneIntoCgroup, clone3, 'the helper says how it creates children');
+      // The v2 cgroup only (a task without limits: by far the most common start). The
+      // first thing the exec'd program sees is its cgroup.
+      const alone = await spawnOut(s, 'grep "^0::" /proc/self/cgroup', { cgroupDir: v2 });
+      assert.deepEqual(alone.exit, { code: 0, signal: null, error: null });
+      assert.equal(alone.out.split('\n')[0], `0::${cgroupPath(v2)}`);
+      assert.equal(alone.via, clone3 ? 'clone3' : 'fork');
+      if (v1) {
+        // v2 plus a v1 cgroup (a task with a limit on a hybrid host): both before exec.
+        const both = await spawnOut(s, 'grep -E "^(0::|[0-9]+:pids:)" /proc/self/cgroup', {
+          cgroupDir: v2,
+          joinCgroups: [path.join(v1, 'cgroup.procs')],
+        });
+        const lines = both.out.trim().split('\n');
+        assert.equal(lines.length, 2, both.out);
+        for (const line of lines) assert.ok(line.endsWith(`/agent-platform/${leaf}`), line);
+        assert.equal(both.via, clone3 ? 'clone3' : 'fork');
+      } else {
+        t.diagnostic('no cgroup v1 pids hierarchy: the v2 + v1 case is not run');
+      }
+      // A cgroup directory that is not there: strict fails at 'join' and nothing runs.
+      const gone = await s.start({
+        file: '/bin/true',
+        args: [],
+        env: [],
+        cwd: '/',
+        cgroupDir: path.join(env.v2Base, 'nonexistent-xyz'),
+        joinCgroups: [],
+        joinStrict: true,
+      });
+      assert.ok('error' in gone);
+      assert.equal(gone.stage, 'join');
+      assert.equal(s.cloneIntoCgroup, clone3, 'a missing cgroup does not turn clone3 off');
+    } finally {
+      await s.close();
+      rmdirSync(v2);
+      if (v1) rmdirSync(v1);
+    }
+  });
+}
+
+test('helper: a cgroup once emptied with cgroup.kill still gets the task (clone3 or its fallback)', async (t) => {
+  const env = await clone3Unavailable();
+  if ('reason' in env) return t.skip(env.reason);
+  const s = await createSpawner(logger, { cloneIntoCgroup: true });
+  assert.ok(s, 'the helper starts');
+  const dir = path.join(env.v2Base, `spawner-killed-${process.pid}`);
+  mkdirSync(dir);
+  try {
+    if (!existsSync(path.join(dir, 'cgroup.kill'))) return t.skip('no cgroup.kill (kernel < 5.14)');
+    writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+    // Kernel 6.18 SIGKILLs a clone3 child whose cgroup's kill count differs from its
+    // parent's: the helper sees it die before it ran and forks instead.
+    const r = await spawnOut(s, 'grep "^0::" /proc/self/cgroup', { cgroupDir: dir });
+    assert.deepEqual(r.exit, { code: 0, signal: null, error: null });
+    assert.ok(r.out.trim().endsWith(`/agent-platform/spawner-killed-${process.pid}`), r.out);
+    t.diagnostic(`created by ${r.via ?? '?'}; clone3 still on: ${s.cloneIntoCgroup}`);
+    if (r.via === 'fork') assert.equal(s.cloneIntoCgroup, false);
+  } finally {
+    await s.close();
+    rmdirSync(dir);
+  }
 });

@@ -8,23 +8,44 @@
  * A Perl helper of ~5 MB forks in a fraction of that, on its own thread of
  * execution, and the agent's event loop only exchanges two short messages.
  *
- * The helper also joins the child to the task's cgroups *in the child, before
- * exec*, so a task without limits no longer has the window in which it ran
- * outside its containment cgroup, and the agent no longer pays the cgroup
- * migration (~0.1-0.4 ms, blocking) on its event loop.
+ * The task's process is in its cgroups *before exec*, so a task without limits
+ * has no window in which it ran outside its containment cgroup, and the agent
+ * does not pay a cgroup migration on its event loop. The v2 cgroup is entered
+ * at creation: the helper makes the child with the raw clone3 syscall and
+ * CLONE_INTO_CGROUP (an fd of the cgroup directory, opened per start and
+ * closed right after the clone: pooled cgroups are reused and removed, so no
+ * fd is kept). Writing a `cgroup.procs` file instead takes the kernel's
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period:
+ * 7-20 ms when migrations are rare (one task every 100 ms), the largest part
+ * of a task's start latency. v1 cgroups (limits on a hybrid host) are still
+ * joined by the child writing `0` (itself) into their `cgroup.procs`. Where
+ * clone3 is refused (kernel < 5.7, seccomp, another architecture, ENOSYS/
+ * EINVAL/EPERM/EACCES/E2BIG/EBUSY/EOPNOTSUPP) the helper stops trying (line N)
+ * and forks; the child then writes itself into the v2 cgroup's `cgroup.procs`
+ * too. Any other clone3 error (a cgroup that is gone) falls back to fork for
+ * that one start. Kernel 6.18 also SIGKILLs a clone3 child at birth when its
+ * cgroup's cgroup.kill count differs from the parent's: so the clone3 child
+ * first writes `+` to the status pipe, and one that dies without it makes the
+ * helper fork that start and stop using clone3 (`N killed`). cgroups.ts does
+ * not pool a cgroup once cgroup.kill was written to it, so ours never trip it.
  *
  * Protocol (stdin of the helper, one message = `<bytes>\n<payload>`, fields
  * separated by NUL):
- *   S id cwd strict dir file uid gid script njoin join... nargv argv... env...
- *                                                          start a task process; with `dir`, the
- *                                                          child first makes it (0700) and writes
- *                                                          `script` to `file` (0700), chowned to
- *                                                          uid:gid unless those are ''
- *   C id                                                   the agent has opened the pipes
+ *   S id cwd strict dir file uid gid script into njoin join... nargv argv... env...
+ *                           start a task process; with `dir`, the child first makes it
+ *                           (0700) and writes `script` to `file` (0700), chowned to
+ *                           uid:gid unless those are ''; `into` ('' = none) is the
+ *                           cgroup v2 directory the child is created in; `join` are
+ *                           further cgroup.procs files it writes itself into before exec
+ *   C id                    the agent has opened the pipes
  * Helper to agent (stdout, one line each):
- *   P id pid outfd errfd    started; read ends of its stdout/stderr pipes are the
- *                           helper's fds outfd/errfd until C (the agent opens
- *                           /proc/<helper>/fd/<n>, a new reader of the same pipe)
+ *   H how                   first line: `clone3` (children are created in their v2
+ *                           cgroup) or `fork` (off by argument, architecture or Perl)
+ *   N errno|killed          clone3 was refused (or its child killed at birth): from now
+ *                           on fork + cgroup.procs write
+ *   P id pid outfd errfd how  started (how: clone3 or fork); read ends of its stdout/
+ *                           stderr pipes are the helper's fds outfd/errfd until C (the
+ *                           agent opens /proc/<helper>/fd/<n>, a new reader of the same pipe)
  *   F id errno stage        could not start (stage: mkdir, write, join, chdir, exec); nothing ran
  *   E id errno              pipe/fork failed
  *   X id code signal        the process exited (code -1 when killed by a signal)
@@ -57,6 +78,8 @@ export interface TaskProcess {
   stdout: Readable;
   stderr: Readable;
   exited: Promise<ExitInfo>;
+  /** How the spawn helper made it: clone3 into its v2 cgroup, or fork (unset without the helper). */
+  via?: 'clone3' | 'fork';
 }
 
 export interface SpawnRequest {
@@ -65,9 +88,15 @@ export interface SpawnRequest {
   cwd: string;
   /** Serialized `K=V` entries. */
   env: string[];
-  /** cgroup.procs files the child writes its pid to before exec. */
+  /**
+   * A cgroup v2 directory the child is created in (clone3 CLONE_INTO_CGROUP);
+   * where clone3 is unavailable the child writes itself into its cgroup.procs
+   * before exec, like `joinCgroups`.
+   */
+  cgroupDir?: string;
+  /** Further cgroup.procs files (v1) the child writes itself into before exec. */
   joinCgroups: readonly string[];
-  /** A failed join fails the start (limits must hold); else it is ignored. */
+  /** A failed join (cgroupDir or joinCgroups) fails the start (limits must hold); else it is ignored. */
   joinStrict: boolean;
   /**
    * The task's directory and script file, made by the child before exec (off the
@@ -83,6 +112,12 @@ export type SpawnOutcome = { process: TaskProcess } | { error: NodeJS.ErrnoExcep
 
 export interface Spawner {
   readonly pid: number;
+  /**
+   * The helper creates children directly in their v2 cgroup (clone3
+   * CLONE_INTO_CGROUP); false when disabled, unsupported here, or after the
+   * kernel refused it (or killed its child at birth) once.
+   */
+  readonly cloneIntoCgroup: boolean;
   start(req: SpawnRequest): Promise<SpawnOutcome>;
   /** True until the helper died or was closed. */
   readonly alive: boolean;
@@ -90,67 +125,118 @@ export interface Spawner {
 }
 
 const HELPER = String.raw`
-use strict; use warnings; use POSIX (); use Fcntl qw(O_WRONLY O_CREAT O_EXCL);
+use strict; use warnings; use POSIX (); use Fcntl qw(O_RDONLY O_WRONLY O_CREAT O_EXCL O_DIRECTORY);
 my (%kids, %held);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
 $SIG{$_} = 'IGNORE' for qw(PIPE INT TERM HUP QUIT);
+# clone3 (435 in the generic table of x86_64 and aarch64) with CLONE_INTO_CGROUP (1 << 33):
+# the child starts in its v2 cgroup, no cgroup.procs write (which waits for an RCU grace period).
+my $clone3 = (($ARGV[0] || '') eq 'clone3' && (POSIX::uname())[4] =~ /^(x86_64|aarch64)$/
+  && eval { length(pack('Q<', 1)) == 8 }) ? 1 : 0;
+# Refusals that hold for every cgroup of ours: the kernel, a seccomp filter, permissions.
+my %off = map { $_ => 1 } (POSIX::ENOSYS(), POSIX::EINVAL(), POSIX::E2BIG(), POSIX::EPERM(), POSIX::EACCES(), POSIX::EBUSY(), POSIX::EOPNOTSUPP());
+my $allsigs = POSIX::SigSet->new(); $allsigs->fillset(); my $oldsigs = POSIX::SigSet->new();
 my $buf = '';
 sub out { my $s = shift; my $off = 0; while ($off < length $s) { my $n = syswrite(STDOUT, $s, length($s) - $off, $off); if (!defined $n) { next if $!{EINTR}; exit 0; } $off += $n; } }
+out("H " . ($clone3 ? 'clone3' : 'fork') . "\n");
 sub reap {
   while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
     my $st = $?; my $id = delete $kids{$pid}; next unless defined $id;
     if (($st & 127) == 0) { out("X $id " . ($st >> 8) . " 0\n"); } else { out("X $id -1 " . ($st & 127) . "\n"); }
   }
 }
+sub nofast { $clone3 = 0; out("N $_[0]\n"); }
+# A child made by clone3 in the v2 cgroup $into: its pid, 0 in the child, undef (with $!) when refused.
+sub clone_into {
+  my $into = shift;
+  sysopen(my $cfd, $into, O_RDONLY | O_DIRECTORY) or return undef;
+  my $args = pack('Q<11', 8589934592, 0, 0, 0, POSIX::SIGCHLD(), 0, 0, 0, 0, 0, fileno($cfd));
+  # As Perl's fork does: no signal handler of the helper runs in the child.
+  POSIX::sigprocmask(POSIX::SIG_BLOCK(), $allsigs, $oldsigs);
+  my $pid = syscall(435, $args, 88);
+  my $errno = $! + 0;
+  POSIX::sigprocmask(POSIX::SIG_SETMASK(), $oldsigs) if $pid != 0;
+  close $cfd;
+  if ($pid < 0) { nofast($errno) if $off{$errno}; $! = $errno; return undef; }
+  return $pid;
+}
 sub start {
   my @f = @_;
-  my ($id, $cwd, $strict, $sdir, $sfile, $suid, $sgid, $script, $nj) = splice(@f, 0, 9);
-  my @join = splice(@f, 0, $nj);
-  my $na = shift @f; my @argv = splice(@f, 0, $na); my @env = @f;
+  my %t; @t{qw(id cwd strict sdir sfile suid sgid script into)} = splice(@f, 0, 9);
+  my $nj = shift @f; $t{join} = [splice(@f, 0, $nj)];
+  my $na = shift @f; $t{argv} = [splice(@f, 0, $na)]; $t{env} = [@f];
+  return if $clone3 && $t{into} ne '' && launch(\%t, 1);
+  # Not created in the v2 cgroup: the child writes itself into it, as into the v1 ones.
+  unshift(@{ $t{join} }, "$t{into}/cgroup.procs") if $t{into} ne '';
+  launch(\%t, 0);
+}
+# One attempt to start the task; false (nothing answered) when clone3 gave no running child.
+sub launch {
+  my ($t, $c3) = @_;
+  my $id = $t->{id};
   my ($or, $ow, $er, $ew, $sr, $sw);
-  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out("E $id " . ($! + 0) . "\n"); return; }
-  my $pid = fork();
-  if (!defined $pid) { out("E $id " . ($! + 0) . "\n"); return; }
-  if ($pid == 0) {
-    close $or; close $er; close $sr;
-    $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE INT TERM HUP QUIT);
-    POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
-    POSIX::setsid();
-    my $fail = sub { syswrite($sw, ($! + 0) . " " . $_[0]); POSIX::_exit(127); };
-    if ($sdir ne '') {
-      mkdir($sdir, 0700) or $fail->('mkdir');
-      sysopen(my $sf, $sfile, O_WRONLY | O_CREAT | O_EXCL, 0700) or $fail->('write');
-      my $off = 0;
-      while ($off < length $script) { my $n = syswrite($sf, $script, length($script) - $off, $off); $fail->('write') unless defined $n; $off += $n; }
-      close($sf) or $fail->('write');
-      if ($suid ne '') { chown($suid, $sgid, $sdir, $sfile) == 2 or $fail->('write'); }
-    }
-    for my $p (@join) {
-      my $fh;
-      if (open($fh, '>', $p)) { if (!syswrite($fh, "$$")) { $fail->('join') if $strict; } close $fh; }
-      elsif ($strict) { $fail->('join'); }
-    }
-    chdir($cwd) or $fail->('chdir');
-    open(STDIN, '<', '/dev/null');
-    POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
-    %ENV = map { my ($k, $v) = split(/=/, $_, 2); ($k, defined $v ? $v : '') } @env;
-    { no warnings 'exec'; exec { $argv[0] } @argv; }
-    $fail->('exec');
+  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out("E $id " . ($! + 0) . "\n"); return 1; }
+  my $pid = $c3 ? clone_into($t->{into}) : fork();
+  if (!defined $pid) {
+    my $e = $! + 0; close($_) for ($or, $ow, $er, $ew, $sr, $sw);
+    return 0 if $c3;
+    out("E $id $e\n"); return 1;
   }
+  child($t, $c3, [$or, $er, $sr], $ow, $ew, $sw) if $pid == 0;
   close $ow; close $ew; close $sw;
   my $err = '';
   for (;;) { my $n = sysread($sr, $err, 256, length $err); last if defined $n && $n == 0; next if !defined $n && $!{EINTR}; last if !defined $n; }
   close $sr;
+  if ($c3 && substr($err, 0, 1, '') ne '+') {
+    # Killed before it ran: this kernel kills a clone3 child whose cgroup's cgroup.kill
+    # count differs from the parent's (kill_seq, 6.18). Fork instead, from now on.
+    close $or; close $er; waitpid($pid, 0);
+    nofast('killed');
+    return 0;
+  }
   if ($err ne '') {
     close $or; close $er;
     waitpid($pid, 0);
     my ($errno, $stage) = split(/ /, $err, 2);
     out("F $id $errno $stage\n");
-    return;
+    return 1;
   }
   $kids{$pid} = $id; $held{$id} = [$or, $er];
-  out("P $id $pid " . fileno($or) . " " . fileno($er) . "\n");
+  out("P $id $pid " . fileno($or) . " " . fileno($er) . " " . ($c3 ? 'clone3' : 'fork') . "\n");
+  return 1;
+}
+# The task's process, before exec. After a raw clone3, $$ (and POSIX::getpid) is still
+# the helper's pid: nothing here uses it.
+sub child {
+  my ($t, $c3, $readers, $ow, $ew, $sw) = @_;
+  syswrite($sw, '+') if $c3;
+  close($_) for @$readers;
+  $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE INT TERM HUP QUIT);
+  POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
+  POSIX::setsid();
+  my $fail = sub { syswrite($sw, ($! + 0) . " " . $_[0]); POSIX::_exit(127); };
+  if ($t->{sdir} ne '') {
+    mkdir($t->{sdir}, 0700) or $fail->('mkdir');
+    sysopen(my $sf, $t->{sfile}, O_WRONLY | O_CREAT | O_EXCL, 0700) or $fail->('write');
+    my $script = $t->{script}; my $off = 0;
+    while ($off < length $script) { my $n = syswrite($sf, $script, length($script) - $off, $off); $fail->('write') unless defined $n; $off += $n; }
+    close($sf) or $fail->('write');
+    if ($t->{suid} ne '') { chown($t->{suid}, $t->{sgid}, $t->{sdir}, $t->{sfile}) == 2 or $fail->('write'); }
+  }
+  # "0" moves the writing process.
+  for my $p (@{ $t->{join} }) {
+    my $fh;
+    if (open($fh, '>', $p)) { if (!syswrite($fh, "0")) { $fail->('join') if $t->{strict}; } close $fh; }
+    elsif ($t->{strict}) { $fail->('join'); }
+  }
+  chdir($t->{cwd}) or $fail->('chdir');
+  open(STDIN, '<', '/dev/null');
+  POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
+  %ENV = map { my ($k, $v) = split(/=/, $_, 2); ($k, defined $v ? $v : '') } @{ $t->{env} };
+  my @argv = @{ $t->{argv} };
+  { no warnings 'exec'; exec { $argv[0] } @argv; }
+  $fail->('exec');
 }
 for (;;) {
   if ($chld) { $chld = 0; reap(); }
@@ -205,11 +291,19 @@ interface Waiter {
   resolveExit?: (exit: ExitInfo) => void;
 }
 
+export interface SpawnerOptions {
+  /**
+   * Create children in their v2 cgroup with clone3 (default: true unless the
+   * environment has AGENT_SPAWN_CLONE3=0); false = fork and write cgroup.procs.
+   */
+  cloneIntoCgroup?: boolean;
+}
+
 /**
- * Starts the helper and checks, with one `true`, that the agent can open the
+ * Starts the helper and checks, with one `echo ok`, that the agent can open the
  * pipes it hands over. Null (use `child_process.spawn`) without Perl or /proc.
  */
-export async function createSpawner(logger: Logger): Promise<Spawner | null> {
+export async function createSpawner(logger: Logger, options: SpawnerOptions = {}): Promise<Spawner | null> {
   const perl = await findPerl();
   if (!perl) {
     logger.info('no perl: tasks are started with child_process.spawn');
@@ -217,7 +311,8 @@ export async function createSpawner(logger: Logger): Promise<Spawner | null> {
   }
   let helper: ChildProcess;
   try {
-    helper = spawn(perl, ['-e', HELPER], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const clone3 = options.cloneIntoCgroup ?? process.env.AGENT_SPAWN_CLONE3 !== '0';
+    helper = spawn(perl, ['-e', HELPER, clone3 ? 'clone3' : 'fork'], { stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (err) {
     logger.warn({ err: describeError(err) }, 'cannot start the spawn helper');
     return null;
@@ -261,6 +356,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
   if (!stdin || !stdout || !stderr || helper.pid === undefined) throw new Error('spawn helper has no pipes');
   const helperPid = helper.pid;
   let alive = true;
+  let cloneIntoCgroup = false;
   let nextId = 0;
   const waiters = new Map<string, Waiter>();
   // Idle, the helper must not keep the agent's event loop alive.
@@ -297,7 +393,23 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
   };
 
   const onLine = (line: string): void => {
-    const [kind, id = '', a = '', b = '', c = ''] = line.split(' ');
+    const [kind, id = '', a = '', b = '', c = '', d = ''] = line.split(' ');
+    if (kind === 'H') {
+      cloneIntoCgroup = id === 'clone3';
+      return;
+    }
+    if (kind === 'N') {
+      cloneIntoCgroup = false;
+      const why =
+        id === 'killed'
+          ? 'its child was killed before it ran (kernel cgroup.kill bookkeeping)'
+          : describeError(errnoError(Number(id), 'clone3'));
+      logger.warn(
+        { reason: why },
+        'clone3 into a cgroup unusable: tasks now join their cgroup by writing cgroup.procs (slower)',
+      );
+      return;
+    }
     const w = waiters.get(id);
     if (!w) return;
     switch (kind) {
@@ -330,7 +442,8 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
           return;
         }
         const exited = new Promise<ExitInfo>((resolve) => (w.resolveExit = resolve));
-        w.resolveStart({ process: { pid, stdout: out, stderr: err, exited } });
+        const via = d === 'clone3' ? 'clone3' : 'fork';
+        w.resolveStart({ process: { pid, stdout: out, stderr: err, exited, via } });
         return;
       }
       case 'X': {
@@ -400,6 +513,9 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
 
   return {
     pid: helperPid,
+    get cloneIntoCgroup() {
+      return cloneIntoCgroup;
+    },
     get alive() {
       return alive;
     },
@@ -423,6 +539,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
           req.script?.owner ? String(req.script.owner.uid) : '',
           req.script?.owner ? String(req.script.owner.gid) : '',
           req.script?.content ?? '',
+          req.cgroupDir ?? '',
           String(req.joinCgroups.length),
           ...req.joinCgroups,
           String(req.args.length + 1),

@@ -245,10 +245,11 @@ export class TaskRun {
         argv = [tools.setpriv, `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', ...argv];
       }
       if (prlimitArgs.length > 0 && tools.prlimit) argv = [tools.prlimit, ...prlimitArgs, '--', ...argv];
-      // The spawn helper joins the cgroups in the child before exec: limits and
-      // containment hold from the first instruction. Without the helper, a task with
-      // limits is started through a wrapper that joins them before exec (one more
-      // exec of sh, ~0.6 ms); one without limits is moved in right after spawn.
+      // The spawn helper creates the child in its v2 cgroup (clone3) and joins the
+      // others in the child before exec: limits and containment hold from the first
+      // instruction. Without the helper, a task with limits is started through a
+      // wrapper that joins them before exec (one more exec of sh, ~0.6 ms); one
+      // without limits is moved in right after spawn.
       if (spawner) {
         this.joinAfterSpawn = false;
         this.joinStrict = wantsCgroupLimit;
@@ -312,7 +313,10 @@ export class TaskRun {
         args,
         cwd,
         env: envList,
-        joinCgroups: this.cgroup?.procsFiles ?? [],
+        // Created in the v2 cgroup (clone3), no cgroup.procs write for it; v1 ones are written.
+        ...(this.cgroup?.v2Dir
+          ? { cgroupDir: this.cgroup.v2Dir, joinCgroups: this.cgroup.v1ProcsFiles }
+          : { joinCgroups: this.cgroup?.procsFiles ?? [] }),
         joinStrict: this.joinStrict,
         script: this.deferredScript,
       };
