@@ -124,6 +124,9 @@ test('a request runs once even when sent twice, and never again after its result
   assert.equal(link.results()[0]?.status, TaskStatus.TASK_STATUS_SUCCEEDED);
 
   // Re-sent before the ack: the stored result comes back, the script does not run.
+  // (Re-sent while the result is still being written, it is ignored: the result
+  // went out on this same link already.)
+  await waitFor('journaled', () => s.journal.state('t-once') === 'completed');
   s.runner.onMessage(req, link);
   await waitFor('re-sent result', () => link.results().length === 2);
   assert.deepEqual(link.results()[1], link.results()[0]);
@@ -267,7 +270,8 @@ test('an unsupported task type gets a journaled FAILED result and never runs', a
   assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
   assert.equal(r?.error, 'unsupported task type 42');
   assert.equal(link.started().length, 0);
-  assert.equal(s.journal.state('t-type'), 'completed');
+  // Sent while it is written: journaled shortly after.
+  await waitFor('journaled', () => s.journal.state('t-type') === 'completed');
 });
 
 test('when the executor queue is full the task fails with "agent queue full"', async () => {

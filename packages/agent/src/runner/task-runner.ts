@@ -6,7 +6,7 @@
  *        │ no
  *        ├── invalid / shutting down ──> FAILED result (journaled, sent)
  *        └── journal.accept (on disk) ──> executor.start ──> TaskStarted, TaskLog…
- *                                              └── result ──> journal.complete ──> TaskResult
+ *                                              └── result ──> TaskResult + journal.complete
  *   ResultAck ──> journal.ack      onReady ──> re-send every unacknowledged result
  *
  * Logs are best effort (sent on the current link, dropped while disconnected:
@@ -182,15 +182,27 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
 
   const sendResult = (result: TaskResult) => send({ message: { $case: 'taskResult', value: result } });
 
-  /** Journals the result (so it survives a restart), then sends it. */
+  /**
+   * Sends the result and journals it (so it survives a restart) side by side:
+   * the platform stores it while the agent's fsync runs. An ack that arrives
+   * first waits for the journal write (journal.ack is serialized behind it). If
+   * the agent dies before the write is on disk, the task is reported LOST at the
+   * next start, which the platform ignores for a task it already has a result
+   * for; if the platform did not get it either, LOST is the truth.
+   */
   async function finish(result: TaskResult): Promise<void> {
+    const sentOn = link;
+    const sent = sendResult(result);
     try {
       await journal.complete(result.taskId, result);
     } catch (err) {
       // Sent anyway: the platform may still store it; only a restart could lose it.
       log.error({ err, task_id: result.taskId }, 'cannot journal result');
     }
-    sendResult(result);
+    // A reconnect while it was being written re-sent only results already on
+    // disk, so this one goes again on the new link. (No link now: the next
+    // onReady re-sends it; a duplicate is acknowledged and ignored.)
+    if (!sent || link !== sentOn) sendResult(result);
   }
 
   async function resendResult(taskId: string): Promise<void> {
