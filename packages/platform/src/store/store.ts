@@ -44,12 +44,22 @@ export function createStore(options: StoreOptions): Store {
   // the pool drops it and the next query opens a new connection.
   pool.on('error', (err) => options.logger.warn({ err }, 'idle database connection failed'));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // Writes nobody is promised (log chunks, started marks) commit without waiting
+  // for the WAL flush, on connections of their own; see TaskQueries.applyProgress.
+  const relaxedPool = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: 2,
+    application_name: 'agent-platform-progress',
+    options: '-c synchronous_commit=off',
+  });
+  relaxedPool.on('error', (err) => options.logger.warn({ err }, 'idle database connection failed'));
+  const relaxedDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: relaxedPool }) });
   let closed = false;
   return {
     db,
     pool,
     agents: createAgentQueries(db),
-    tasks: createTaskQueries(db),
+    tasks: createTaskQueries(db, relaxedDb),
     tokens: createTokenQueries(db),
     credentials: createCredentialQueries(db),
     audit: createAuditQueries(db),
@@ -65,7 +75,7 @@ export function createStore(options: StoreOptions): Store {
     async close() {
       if (closed) return;
       closed = true;
-      await db.destroy();
+      await Promise.all([db.destroy(), relaxedDb.destroy()]);
     },
   };
 }

@@ -133,10 +133,10 @@ export interface TaskQueries {
    */
   create(t: NewTask, options?: CreateOptions): Promise<{ task: TaskRow; created: boolean }>;
   /**
-   * Logs, dropped-log marks and started marks in one transaction committed
-   * without waiting for the WAL flush (`synchronous_commit = off`): all are
-   * best effort and rebuilt by the result, whose synchronous commit flushes
-   * them too. Returns the ids marked started.
+   * Logs, dropped-log marks and started marks, committed without waiting for
+   * the WAL flush (on the `relaxed` connections, `synchronous_commit = off`):
+   * none is promised to anyone, and the next synchronous commit (a result's)
+   * flushes them too. Returns the ids marked started.
    */
   applyProgress(p: { logs: LogRecord[]; dropped: string[]; started: StartedMark[] }): Promise<string[]>;
   /**
@@ -207,8 +207,13 @@ function pendingRow(t: NewTask) {
   };
 }
 
-export function createTaskQueries(db: Kysely<Database>): TaskQueries {
-  return {
+/**
+ * `relaxed`: connections with `synchronous_commit = off`, for applyProgress
+ * (default: `db`, where it then commits synchronously).
+ */
+export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database> = db): TaskQueries {
+  let relaxedQueries: TaskQueries | undefined;
+  const queries: TaskQueries = {
     async create(t, options = {}) {
       const { dispatch, audit } = options;
       const row = pendingRow(t);
@@ -413,14 +418,10 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
     },
 
     async applyProgress(p) {
-      if (p.logs.length + p.dropped.length + p.started.length === 0) return [];
-      return db.transaction().execute(async (tx) => {
-        await sql`set local synchronous_commit = off`.execute(tx);
-        const q = createTaskQueries(tx);
-        await q.insertLogs(p.logs);
-        await q.markLogsDropped(p.dropped);
-        return q.markStarted(p.started);
-      });
+      const q = (relaxedQueries ??= relaxed === db ? queries : createTaskQueries(relaxed));
+      await q.insertLogs(p.logs);
+      await q.markLogsDropped(p.dropped);
+      return q.markStarted(p.started);
     },
 
     async insertLogs(logs) {
@@ -538,4 +539,5 @@ export function createTaskQueries(db: Kysely<Database>): TaskQueries {
       return rows.map((r) => r.task_id);
     },
   };
+  return queries;
 }
