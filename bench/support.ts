@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
@@ -242,6 +242,33 @@ export function cpuSecondsOf(pids: number[]): number {
     }
   }
   return sum;
+}
+
+/**
+ * CPU seconds of a process and everything under it: its own time, the time of
+ * its children it has reaped (cutime/cstime), and, recursively, its live
+ * children's. For an agent: itself, its spawn helper and the task processes the
+ * helper reaped.
+ */
+export function treeCpuSeconds(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0; // gone
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  let ticks = Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+  let sum = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim();
+      for (const k of kids ? kids.split(' ') : []) sum += treeCpuSeconds(Number(k));
+    }
+  } catch {
+    ticks += 0; // exited meanwhile
+  }
+  return ticks / CLK_TCK + sum;
 }
 
 /** Whole-machine CPU counters from /proc/stat, seconds summed over all cores. */

@@ -9,7 +9,16 @@
  * `--agents 1,10,50` and `--tasks N` (per configuration) override the defaults.
  */
 import pg from 'pg';
-import { bareSpawnRate, postJson, report, round, startCluster } from './support.js';
+import {
+  bareSpawnRate,
+  cpuSecondsOf,
+  machineCpu,
+  postJson,
+  report,
+  round,
+  startCluster,
+  treeCpuSeconds,
+} from './support.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -19,10 +28,46 @@ const AGENT_COUNTS = arg('agents', '1,10,50').split(',').map(Number);
 const TASKS = Number(arg('tasks', '1500'));
 const CLIENTS = 16;
 
-async function run(agents: number): Promise<{ rate: number; p50: number; p99: number; succeeded: number }> {
+interface Cpu {
+  platform: number;
+  agents: number;
+  postgres: number;
+  client: number;
+  machine: number;
+}
+
+interface RunResult {
+  rate: number;
+  p50: number;
+  p99: number;
+  succeeded: number;
+  /** CPU ms per task of each part over the run (load-independent, unlike tasks/s). */
+  cpu: Cpu;
+}
+
+async function run(agents: number): Promise<RunResult> {
   // capacity 8 per agent: a single agent can use both cores, as 8-way bare spawn does.
   const cluster = await startCluster(`tp${agents}`, agents, 8);
   try {
+    const c = new pg.Client({ connectionString: cluster.db.url });
+    await c.connect();
+    const pgPids = async () =>
+      (
+        await c.query<{ pid: number }>(
+          `select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`,
+        )
+      ).rows.map((r) => r.pid);
+    const sample = async (): Promise<Cpu> => {
+      const u = process.cpuUsage();
+      return {
+        platform: cpuSecondsOf([cluster.platform.pid]),
+        agents: cluster.agents.reduce((sum, a) => sum + treeCpuSeconds(a.pid), 0),
+        postgres: cpuSecondsOf(await pgPids()),
+        client: (u.user + u.system) / 1e6,
+        machine: machineCpu().busy,
+      };
+    };
+    const before = await sample();
     let next = 0;
     await Promise.all(
       Array.from({ length: CLIENTS }, async () => {
@@ -38,8 +83,6 @@ async function run(agents: number): Promise<{ rate: number; p50: number; p99: nu
         }
       }),
     );
-    const c = new pg.Client({ connectionString: cluster.db.url });
-    await c.connect();
     try {
       for (;;) {
         const { rows } = await c.query<{ n: string }>(
@@ -56,7 +99,16 @@ async function run(agents: number): Promise<{ rate: number; p50: number; p99: nu
           from tasks`);
       const r = rows[0];
       if (!r) throw new Error('no rows');
-      return { rate: TASKS / r.secs, p50: r.p50, p99: r.p99, succeeded: Number(r.ok) };
+      const after = await sample();
+      const per = (k: keyof Cpu) => round((1000 * (after[k] - before[k])) / TASKS, 2);
+      const cpu: Cpu = {
+        platform: per('platform'),
+        agents: per('agents'),
+        postgres: per('postgres'),
+        client: per('client'),
+        machine: per('machine'),
+      };
+      return { rate: TASKS / r.secs, p50: r.p50, p99: r.p99, succeeded: Number(r.ok), cpu };
     } finally {
       await c.end();
     }
@@ -66,7 +118,9 @@ async function run(agents: number): Promise<{ rate: number; p50: number; p99: nu
 }
 
 const bare = await bareSpawnRate(2000, 8);
-const rows: (string | number)[][] = [['bare `sh -c true`, 8 at once', '', round(bare, 0), '100 %', '', '']];
+const rows: (string | number)[][] = [
+  ['bare `sh -c true`, 8 at once', '', round(bare, 0), '100 %', '', '', `${round(2000 / bare, 2)} (2 cores)`],
+];
 const json: Record<string, unknown> = {
   bench: 'throughput',
   tasks_per_config: TASKS,
@@ -81,14 +135,24 @@ for (const n of AGENT_COUNTS) {
     `${round((100 * r.rate) / bare, 0)} %`,
     round(r.p50, 1),
     round(r.p99, 1),
+    `${r.cpu.platform} / ${r.cpu.agents} / ${r.cpu.postgres} / ${r.cpu.client} / ${r.cpu.machine}`,
   ]);
+  json[`agents_${n}_cpu_ms_per_task`] = r.cpu;
   json[`agents_${n}_per_s`] = round(r.rate, 0);
   json[`agents_${n}_ratio`] = round(r.rate / bare, 3);
   json[`agents_${n}_latency_p50_ms`] = round(r.p50, 1);
 }
 report(
   `throughput: \`true\` tasks created -> result stored (${TASKS} per configuration)`,
-  ['what', 'succeeded', 'tasks/s', 'of bare', 'p50 ms', 'p99 ms'],
+  [
+    'what',
+    'succeeded',
+    'tasks/s',
+    'of bare',
+    'p50 ms',
+    'p99 ms',
+    'CPU ms/task: platform / agents (+ helper, tasks) / PostgreSQL / load generator / whole machine',
+  ],
   rows,
   { ...json, goal_ratio: 0.5 },
 );

@@ -152,6 +152,11 @@ export interface TaskQueries {
    * `FOR UPDATE SKIP LOCKED`: two processes never claim one task.
    */
   claim(agentId: string, sessionId: string, platformNode: string): Promise<TaskRow[]>;
+  /**
+   * {@link claim} for many agents in one statement (each with its session):
+   * every agent gets its oldest pending tasks up to its free capacity.
+   */
+  claimMany(agents: { agentId: string; sessionId: string }[], platformNode: string): Promise<TaskRow[]>;
   /** A dispatched task whose request could not be sent (its stream had closed) -> pending. */
   undispatch(taskId: string): Promise<void>;
   /** Agents among `agentIds` that have pending tasks (the dispatcher's poll). */
@@ -357,6 +362,32 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
       await sql`
         update tasks set status = 'pending', dispatched_at = null, dispatched_by = null
          where task_id = ${taskId}::uuid and status = 'dispatched'`.execute(db);
+    },
+
+    async claimMany(agents, platformNode) {
+      if (agents.length === 0) return [];
+      const { rows } = await sql<TaskRow>`
+        with picked as (
+          select p.task_id
+            from agents a
+            join unnest(${agents.map((x) => x.agentId)}::text[], ${agents.map((x) => x.sessionId)}::uuid[])
+                 as s(agent_id, session_id)
+              on a.agent_id = s.agent_id and a.session_id = s.session_id and a.status = 'online'
+            cross join lateral (
+              select t.task_id from tasks t
+               where t.agent_id = a.agent_id and t.status = 'pending' and t.delivery_deadline > now()
+               order by t.created_at, t.task_id
+               limit greatest(0, a.capacity - (select count(*) from tasks b
+                                                 where b.agent_id = a.agent_id and b.status in ('dispatched', 'running')))
+               for update skip locked
+            ) p
+        )
+        update tasks t
+           set status = 'dispatched', dispatched_at = now(), dispatched_by = ${platformNode}
+          from picked
+         where t.task_id = picked.task_id
+        returning t.*`.execute(db);
+      return rows;
     },
 
     async agentsWithPending(agentIds) {

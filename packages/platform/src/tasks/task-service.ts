@@ -181,6 +181,41 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     return next;
   }
 
+  /** withAgentLock for several agents at once (the claim of a batch). */
+  function withAgentsLock<T>(agentIds: string[], fn: () => Promise<T>): Promise<T> {
+    const prev = Promise.all(agentIds.map((id) => agentLocks.get(id)));
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => undefined);
+    for (const id of agentIds) agentLocks.set(id, settled);
+    void settled.then(() => {
+      for (const id of agentIds) if (agentLocks.get(id) === settled) agentLocks.delete(id);
+    });
+    return next;
+  }
+
+  /** Claims and sends pending tasks of many agents held here, in one statement. */
+  async function dispatchMany(agentIds: string[]): Promise<void> {
+    const sessions = new Map<string, AgentSession>();
+    for (const id of agentIds) {
+      const s = gateway.session(id);
+      if (s) sessions.set(id, s);
+    }
+    if (sessions.size === 0 || closed) return;
+    const ids = [...sessions.keys()];
+    const rows = await withAgentsLock(ids, async () => {
+      const claimed = await store.tasks.claimMany(
+        [...sessions.values()].map((s) => ({ agentId: s.agentId, sessionId: s.sessionId })),
+        platformNode,
+      );
+      for (const row of claimed) {
+        const s = sessions.get(row.agent_id);
+        if (s) send(s, row);
+      }
+      return claimed;
+    });
+    if (rows.length > 0) logger.debug({ agents: ids.length, count: rows.length }, 'tasks dispatched');
+  }
+
   function send(session: AgentSession, row: TaskRow): void {
     if (session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } })) {
       events.emit('task', row.task_id);
@@ -227,7 +262,9 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   async function poll(): Promise<void> {
     const ids = gateway.sessionAgentIds();
     if (ids.length === 0) return;
-    for (const id of await store.tasks.agentsWithPending(ids)) kick(id);
+    const pending = await store.tasks.agentsWithPending(ids);
+    if (pending.length > 1) await dispatchMany(pending);
+    else for (const id of pending) kick(id);
     // A cancel whose NOTIFY was missed, or that the agent did not act on yet, is sent again.
     for (const c of await store.tasks.pendingCancels(ids, 2000)) {
       const s = gateway.session(c.agent_id);
@@ -419,13 +456,15 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           throw new PlatformError('AGENT_NOT_FOUND', 'an agent of the batch was not found');
         throw err;
       }
-      for (const r of out) {
-        if (r.created && gateway.session(r.agent_id)) {
-          kickedHere.add(r.task_id);
-          kick(r.agent_id);
-        }
-      }
+      const here = out.filter((r) => r.created && gateway.session(r.agent_id));
+      for (const r of here) kickedHere.add(r.task_id);
       if (kickedHere.size > 10_000) kickedHere.clear();
+      // Agents held here get theirs in one claim, not one per agent.
+      if (here.length > 0) {
+        dispatchMany(here.map((r) => r.agent_id)).catch((err: unknown) => {
+          logger.warn({ err }, 'batch dispatch failed; the poll retries');
+        });
+      }
       return out;
     },
     async get(taskId) {

@@ -451,6 +451,49 @@ test('tasks list is newest first with a working cursor', async () => {
   assert.equal(p2.next_cursor, null);
 });
 
+test('batches to agents held here are claimed together, each agent up to its capacity, oldest first', async () => {
+  const agents = [
+    sim(a, { capacity: 1, respond: false }),
+    sim(a, { capacity: 2, respond: false }),
+    sim(a, { capacity: 1, respond: false }),
+  ];
+  await Promise.all(agents.map((x) => x.ready));
+  const batches: { task_id: string; agent_id: string }[][] = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await api<{ tasks: { task_id: string; agent_id: string }[] }>(
+      a,
+      'POST',
+      '/api/v1/tasks/batch',
+      {
+        agent_ids: agents.map((x) => x.agentId),
+        type: 'shell',
+        script: `echo ${i}`,
+      },
+    );
+    assert.equal(r.status, 201);
+    batches.push(r.body.tasks);
+  }
+  await waitFor('first tasks', async () => agents.every((x, i) => x.received.length === [1, 2, 1][i]));
+  await new Promise((r) => setTimeout(r, 1500)); // poll rounds: nothing beyond capacity
+  assert.deepEqual(
+    agents.map((x) => x.received.length),
+    [1, 2, 1],
+  );
+  // Each agent got its oldest tasks.
+  agents.forEach((x, i) => {
+    const mine = batches.map((b) => b.find((t) => t.agent_id === x.agentId)?.task_id);
+    assert.deepEqual(
+      x.received.map((t) => t.taskId),
+      mine.slice(0, [1, 2, 1][i]),
+    );
+  });
+  // A finished task frees exactly one slot.
+  agents[0]?.finish(agents[0].received[0]?.taskId ?? '');
+  await waitFor('next for agent 0', async () => agents[0]?.received.length === 2);
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.equal(agents[0]?.received.length, 2);
+});
+
 test('a batch runs one script on many agents, by ids or by label, in one call', async () => {
   const agentsHere = [
     sim(a, { labels: { tier: 'batch' } }),
