@@ -183,7 +183,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   /** withAgentLock for several agents at once (the claim of a batch). */
   function withAgentsLock<T>(agentIds: string[], fn: () => Promise<T>): Promise<T> {
-    const prev = Promise.all(agentIds.map((id) => agentLocks.get(id)));
+    const prev = Promise.all(agentIds.map((id) => agentLocks.get(id) ?? Promise.resolve()));
     const next = prev.then(fn, fn);
     const settled = next.catch(() => undefined);
     for (const id of agentIds) agentLocks.set(id, settled);
