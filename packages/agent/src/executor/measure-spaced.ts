@@ -5,10 +5,11 @@
  * (with its containment cgroup) and prints p50/p90 of start() -> spawned and
  * start() -> result, then one JSON line.
  *
- *   node --import tsx packages/agent/src/executor/measure-spaced.ts [tasks=200] [gapMs=100] [limits]
+ *   node --import tsx packages/agent/src/executor/measure-spaced.ts [tasks=200] [gapMs=100] [limits|nocontain]
  *
  * `limits` gives each task a process limit (a v1 pids cgroup on a hybrid host,
- * besides the v2 containment cgroup). AGENT_SPAWN_CLONE3=0 makes the spawn
+ * besides the v2 containment cgroup); `nocontain` runs without any cgroup
+ * (`containWithoutLimits: false`), the floor to compare with. AGENT_SPAWN_CLONE3=0 makes the spawn
  * helper fork and write cgroup.procs instead of creating the child in its v2
  * cgroup with clone3 (the fallback path), for comparison.
  */
@@ -21,9 +22,10 @@ import type { TaskSpec } from './types.js';
 const TASKS = Number(process.argv[2] ?? 200);
 const GAP_MS = Number(process.argv[3] ?? 100);
 const LIMITS = process.argv[4] === 'limits';
+const NO_CONTAIN = process.argv[4] === 'nocontain';
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'measure-spaced-'));
-const executor = createTaskExecutor({ workDir: path.join(root, 'work') });
+const executor = createTaskExecutor({ workDir: path.join(root, 'work'), containWithoutLimits: !NO_CONTAIN });
 
 const spec = (i: number): TaskSpec => ({
   taskId: `spaced-${process.pid}-${i}`,
@@ -66,7 +68,7 @@ const clone3 = process.env.AGENT_SPAWN_CLONE3 === '0' ? 'off' : 'default';
 const row = {
   tasks: TASKS,
   gapMs: GAP_MS,
-  limits: LIMITS ? mechanisms : 'none',
+  limits: LIMITS ? mechanisms : NO_CONTAIN ? 'none, no cgroup' : 'none',
   clone3,
   startedP50: +pct(started, 50).toFixed(2),
   startedP90: +pct(started, 90).toFixed(2),
