@@ -410,8 +410,9 @@ export const taskRoutes =
         try {
           while (!closed) {
             changed = false;
-            const current = await tasks.get(task.task_id);
-            const logs = await tasks.logs(task.task_id, seq, 1000);
+            const current = await tasks.followRead(task.task_id, seq, 1000);
+            if (!current) break; // deleted under us
+            const logs = current.logs;
             for (const l of logs) {
               const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
               res.write(`event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -419,12 +420,12 @@ export const taskRoutes =
             }
             if (logs.length === 1000) continue;
             if (isTerminal(current.status)) {
-              // Status was read before the logs, and a terminal task's logs are all stored
-              // before its status changes, so nothing is left behind.
+              // Status and logs come from one snapshot, and a terminal task's logs are all
+              // stored before its status changes, so nothing is left behind.
               const end = {
-                task_id: current.task_id,
+                task_id: task.task_id,
                 status: current.status,
-                exit_code: current.exit_code,
+                exit_code: current.exitCode,
                 error: current.error,
               };
               res.write(`event: end\ndata: ${JSON.stringify(end)}\n\n`);

@@ -172,6 +172,24 @@ export interface TaskQueries {
     sinceSeq: number,
     limit: number,
   ): Promise<{ seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[]>;
+  /**
+   * What a log follower needs, in one statement (one snapshot): the task's state
+   * and its chunks after `sinceSeq`. A terminal state read this way comes with
+   * every chunk stored before the result. Undefined for an unknown task.
+   */
+  followRead(
+    taskId: string,
+    sinceSeq: number,
+    limit: number,
+  ): Promise<
+    | {
+        status: TaskStatusName;
+        exitCode: number | null;
+        error: string | null;
+        logs: { seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[];
+      }
+    | undefined
+  >;
   cancel(taskId: string, reason: string): Promise<CancelOutcome>;
   /** Cancels still owed to agents: requested, not finished, requested more than `olderThanMs` ago. */
   pendingCancels(
@@ -498,6 +516,36 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
         .limit(limit)
         .execute();
       return rows.map((r) => ({ seq: Number(r.seq), stream: r.stream, output: r.output, ts: r.ts }));
+    },
+
+    async followRead(taskId, sinceSeq, limit) {
+      const { rows } = await sql<{
+        status: TaskStatusName;
+        exit_code: number | null;
+        error: string | null;
+        logs: { seq: string | number; stream: 'stdout' | 'stderr'; output: string; ts: string }[];
+      }>`
+        select t.status, t.exit_code, t.error,
+               coalesce((select json_agg(json_build_object('seq', l.seq, 'stream', l.stream, 'output', l.output,
+                                                           'ts', l.ts) order by l.seq)
+                           from (select seq, stream, output, ts from task_logs
+                                  where task_id = t.task_id and seq > ${String(sinceSeq)}::bigint
+                                  order by seq limit ${limit}) l), '[]'::json) as logs
+          from tasks t
+         where t.task_id = ${taskId}::uuid`.execute(db);
+      const r = rows[0];
+      if (!r) return undefined;
+      return {
+        status: r.status,
+        exitCode: r.exit_code,
+        error: r.error,
+        logs: r.logs.map((l) => ({
+          seq: Number(l.seq),
+          stream: l.stream,
+          output: l.output,
+          ts: new Date(l.ts),
+        })),
+      };
     },
 
     async cancel(taskId, reason) {

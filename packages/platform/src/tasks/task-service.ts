@@ -74,6 +74,8 @@ export interface TaskService {
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   cancel(taskId: string, reason: string): Promise<TaskRow>;
   logs(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['logs']>;
+  /** State and chunks after `sinceSeq` in one read (see the store's followRead). */
+  followRead(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['followRead']>;
   /** Emits `task` with a task id when its logs or state changed on this process. */
   readonly events: EventEmitter;
   readonly handlers: SessionHandlers;
@@ -501,6 +503,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     async logs(taskId, sinceSeq, limit) {
       return store.tasks.logs(taskId, sinceSeq, limit);
     },
+    followRead: (taskId, sinceSeq, limit) => store.tasks.followRead(taskId, sinceSeq, limit),
     async start() {
       await listen().catch((err: unknown) =>
         logger.warn({ err }, 'LISTEN failed; dispatch relies on polling'),
