@@ -3,11 +3,12 @@
  * three ways:
  *
  *   platform  N real agent processes (bench/support.ts startCluster) on this
- *             machine; N tasks POSTed at once, wall time until every result is
- *             stored (each task's SSE log follow ends at its terminal state).
- *             Measured from a warm client (a long-running caller: API user,
- *             web UI) and from a fresh `node` process per run (what a person
- *             typing a command pays, as with pdsh and ansible).
+ *             machine; one task per agent, wall time until every result is
+ *             stored and its output read. Measured from a warm client (a
+ *             long-running caller: API user, web UI: one batch call, then each
+ *             task's SSE log follow to its end) and as the command a person
+ *             types, `apctl run --agent ID ... -- 'echo hi'`, a fresh process
+ *             per run (as pdsh and ansible are).
  *   pdsh      `pdsh -R ssh -f N -w 127.0.0.[2-N+1] echo hi`, plain ssh (cold)
  *             and with ssh ControlMaster connections kept open (warm).
  *   ansible   `ansible all -i <inventory> -m command -a 'echo hi' -f N`,
@@ -30,8 +31,8 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, tempDir, waitFor } from '../test/support/procs.js';
-import { AUTH_HEADERS } from '../test/support/security.js';
+import { APCTL, freePort, tempDir, waitFor } from '../test/support/procs.js';
+import { TEST_ADMIN_TOKEN } from '../test/support/security.js';
 import { machineCpu, postJson, report, round, startCluster, summarize, type Cluster } from './support.js';
 
 function arg(name: string, def: string): string {
@@ -331,37 +332,24 @@ async function ansibleRun(rig: SshRig, n: number, warm: boolean, run: number): P
   return r.ms;
 }
 
-/** POSTs one `echo hi` per agent, then follows every task's SSE log stream to its end. */
-const CLIENT_SCRIPT = `
-const [http, ...ids] = process.argv.slice(1);
-const one = async (agent_id) => {
-  const res = await fetch(http + '/api/v1/tasks', {
-    method: 'POST', headers: { 'content-type': 'application/json', authorization: process.env.BENCH_AUTHORIZATION },
-    body: JSON.stringify({ agent_id, type: 'shell', script: 'echo hi', timeout: 30 }),
-  });
-  const task = await res.json();
-  if (!res.ok) throw new Error(JSON.stringify(task));
-  const text = await (await fetch(http + '/api/v1/tasks/' + task.task_id + '/logs?follow=1', { headers: { authorization: process.env.BENCH_AUTHORIZATION } })).text();
-  if (!text.includes('"status":"succeeded"') || !text.includes('hi')) throw new Error('task did not succeed: ' + text.slice(-300));
-};
-await Promise.all(ids.map(one));
-`;
-
-/** The same as CLIENT_SCRIPT, in this (warm) process. */
+/**
+ * What an API user does: one batch call (one task per host), then every task's
+ * SSE log stream followed to its end, in this (warm) process.
+ */
 async function platformWarm(cluster: Cluster, n: number): Promise<{ ms: number; storedMs: number }> {
   const t0 = performance.now();
+  const batch = await postJson<{ tasks: { task_id: string }[] }>(`${cluster.http}/api/v1/tasks/batch`, {
+    agent_ids: cluster.agentIds.slice(0, n),
+    type: 'shell',
+    script: 'echo hi',
+    timeout: 30,
+  });
   const ids = await Promise.all(
-    cluster.agentIds.slice(0, n).map(async (agentId) => {
-      const task = await postJson<{ task_id: string }>(`${cluster.http}/api/v1/tasks`, {
-        agent_id: agentId,
-        type: 'shell',
-        script: 'echo hi',
-        timeout: 30,
-      });
-      const text = await (await fetch(`${cluster.http}/api/v1/tasks/${task.task_id}/logs?follow=1`)).text();
+    batch.tasks.map(async ({ task_id }) => {
+      const text = await (await fetch(`${cluster.http}/api/v1/tasks/${task_id}/logs?follow=1`)).text();
       if (!text.includes('"status":"succeeded"') || !text.includes('hi'))
         throw new Error(`task did not succeed: ${text.slice(-300)}`);
-      return task.task_id;
+      return task_id;
     }),
   );
   const ms = performance.now() - t0;
@@ -381,13 +369,21 @@ async function platformWarm(cluster: Cluster, n: number): Promise<{ ms: number; 
   return { ms, storedMs };
 }
 
+/**
+ * What a person types, as with pdsh and ansible: `apctl run --agent ID ... -- 'echo hi'`
+ * (one `--agent` per host: the same batch call as `--label`), a fresh process
+ * per run, until every host's output is printed and the command exits.
+ */
 async function platformCold(cluster: Cluster, n: number): Promise<number> {
+  const ids = cluster.agentIds.slice(0, n);
   const r = await timed(
     process.execPath,
-    ['--input-type=module', '-e', CLIENT_SCRIPT, cluster.http, ...cluster.agentIds.slice(0, n)],
-    { BENCH_AUTHORIZATION: AUTH_HEADERS.authorization ?? '' },
+    [APCTL, 'run', ...ids.flatMap((id) => ['--agent', id]), '--', 'echo hi'],
+    { APCTL_SERVER: cluster.http, APCTL_TOKEN: TEST_ADMIN_TOKEN },
   );
-  if (r.code !== 0) throw new Error(`client process failed: ${r.out.slice(-400)}`);
+  if (r.code !== 0) throw new Error(`apctl run failed (exit ${r.code}): ${r.out.slice(-400)}`);
+  const his = r.out.split('\n').filter((l) => /(^|\s)hi$/.test(l)).length;
+  if (his !== n) throw new Error(`apctl run printed ${his} of ${n} answers: ${r.out.slice(-400)}`);
   return r.ms;
 }
 
@@ -403,8 +399,8 @@ type Tool =
   | 'ansible_warm';
 const LABELS: Record<Tool, string> = {
   platform_stored: 'platform, as stored (first created_at -> last completed_at)',
-  platform_warm: 'platform, warm client (REST + SSE)',
-  platform_cold: 'platform, fresh node client process per run',
+  platform_warm: 'platform, warm client (batch REST call + SSE per task)',
+  platform_cold: 'platform, `apctl run --agent ... -- echo hi` (fresh process per run)',
   pdsh_cold: 'pdsh -R ssh, plain ssh',
   pdsh_warm: 'pdsh -R ssh, ssh ControlMaster kept open',
   ansible_cold: 'ansible ad-hoc, pipelining, no ControlPersist',

@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TERMINAL_STATUSES, type TaskStatusName } from '@agent-platform/protocol';
 import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
-import type { TaskService } from '../tasks/index.js';
+import type { TaskEventKind, TaskService } from '../tasks/index.js';
 import { auditEntry } from './auth.js';
 import { ErrorSchema } from './schemas.js';
 import { parseLabelSelectors } from './agents.js';
@@ -396,8 +396,9 @@ export const taskRoutes =
         // Set by a change that arrives while the loop is reading, so that change is not
         // slept through until the next poll.
         let changed = false;
-        const onTask = (id: string) => {
-          if (id !== task.task_id) return;
+        const onTask = (id: string, kind?: TaskEventKind) => {
+          // Dispatched / started change nothing a follower shows: only output and the end do.
+          if (id !== task.task_id || kind === 'progress') return;
           changed = true;
           wake?.();
         };

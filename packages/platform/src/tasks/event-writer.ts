@@ -14,6 +14,13 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { LogRecord, ResultRecord, StartedMark, Store } from '../store/index.js';
 
+/**
+ * What changed about a task, for listeners of `task` events: 'output' = new log
+ * chunks or a terminal state (what a log follower waits for); 'progress' = a
+ * state change before the end (dispatched, started, back to pending).
+ */
+export type TaskEventKind = 'output' | 'progress';
+
 export interface EventWriterOptions {
   store: Store;
   logger: Logger;
@@ -30,7 +37,7 @@ export interface EventWriter {
   log(record: LogRecord): void;
   /** Resolves once the result is stored (or found late/duplicate); reject means retry later. */
   result(record: ResultRecord): Promise<void>;
-  /** Emits `task` with a task id whenever its logs or state changed on this process. */
+  /** Emits `task` (task id, {@link TaskEventKind}) whenever its logs or state changed on this process. */
   readonly events: EventEmitter;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -103,7 +110,8 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
     results = [];
     newlyDropped = [];
     if (batchLogs.length + batchStarted.length + batchResults.length + batchDropped.length === 0) return;
-    const touched = new Set<string>();
+    /** Task id -> what changed: new output or a terminal state ('output'), else 'progress'. */
+    const touched = new Map<string, TaskEventKind>();
     try {
       // One transaction, committed without waiting for the WAL flush: a result
       // (synchronous) flushes it along, and none of it is promised to anyone.
@@ -112,8 +120,8 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
         dropped: batchDropped,
         started: batchStarted,
       });
-      for (const l of batchLogs) touched.add(l.taskId);
-      for (const id of startedIds) touched.add(id);
+      for (const id of startedIds) touched.set(id, 'progress');
+      for (const l of batchLogs) touched.set(l.taskId, 'output');
     } catch (err) {
       // Logs and started marks are best effort; results below still get their chance.
       logger.warn({ err, logs: batchLogs.length, started: batchStarted.length }, 'task event flush failed');
@@ -121,7 +129,7 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
     if (batchResults.length > 0) {
       try {
         const changed = await store.tasks.applyResults(batchResults.map((r) => r.record));
-        for (const id of changed) touched.add(id);
+        for (const id of changed) touched.set(id, 'output');
         for (const r of batchResults) {
           logBytes.delete(r.record.taskId);
           dropped.delete(r.record.taskId);
@@ -134,7 +142,7 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
         for (const r of batchResults) r.reject(err);
       }
     }
-    for (const id of touched) events.emit('task', id);
+    for (const [id, kind] of touched) events.emit('task', id, kind);
   }
 
   function flush(): Promise<void> {

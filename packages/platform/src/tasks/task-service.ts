@@ -76,7 +76,7 @@ export interface TaskService {
   logs(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['logs']>;
   /** State and chunks after `sinceSeq` in one read (see the store's followRead). */
   followRead(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['followRead']>;
-  /** Emits `task` with a task id when its logs or state changed on this process. */
+  /** Emits `task` (task id, TaskEventKind) when its logs or state changed on this process. */
   readonly events: EventEmitter;
   readonly handlers: SessionHandlers;
   start(): Promise<void>;
@@ -220,12 +220,12 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   function send(session: AgentSession, row: TaskRow): void {
     if (session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } })) {
-      events.emit('task', row.task_id);
+      events.emit('task', row.task_id, 'progress');
       return;
     }
     // The stream closed under us: the agent never got it, so it may go to the next session.
     store.tasks.undispatch(row.task_id).then(
-      () => events.emit('task', row.task_id),
+      () => events.emit('task', row.task_id, 'progress'),
       (err: unknown) => logger.warn({ err, task_id: row.task_id }, 'cannot return an unsent task to pending'),
     );
   }
@@ -277,7 +277,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   async function reap(): Promise<void> {
     const expired = await store.tasks.expire();
     const lost = await store.tasks.loseOnOfflineAgents(lostGrace);
-    for (const id of [...expired, ...lost]) events.emit('task', id);
+    for (const id of [...expired, ...lost]) events.emit('task', id, 'output');
     if (expired.length + lost.length > 0)
       logger.info({ expired: expired.length, lost: lost.length }, 'tasks reaped');
   }
@@ -319,7 +319,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           'in-flight tasks reconciled at registration',
         );
       }
-      for (const id of [...requeued, ...lost]) events.emit('task', id);
+      for (const id of requeued) events.emit('task', id, 'progress');
+      for (const id of lost) events.emit('task', id, 'output');
       kick(session.agentId);
     },
     async onMessage(session, msg: AgentMessage) {
@@ -490,7 +491,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             `task ${taskId} already finished: ${out.task.status}`,
           );
         case 'canceled':
-          events.emit('task', taskId);
+          events.emit('task', taskId, 'output');
           return out.task;
         case 'requested': {
           // The trigger's NOTIFY reaches the process holding the stream; if that is us, send now.
