@@ -2,27 +2,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ApiError, CliError } from '../errors.js';
 import { followTaskLogs } from './follow-logs.js';
-import type { PlatformClient } from './platform-client.js';
+import { createPlatformClient, type PlatformClient } from './platform-client.js';
+import { startServer } from './test-server.js';
+import { NetworkError } from './transport.js';
 import type { LogEntry } from './types.js';
 
 const log = (seq: number, stream: 'stdout' | 'stderr' = 'stdout') =>
   `event: log\ndata: ${JSON.stringify({ seq, stream, output: `line ${seq}\n`, timestamp: '2026-01-01T00:00:00Z' })}\n\n`;
 const end = `event: end\ndata: {"task_id":"t","status":"succeeded","exit_code":0,"error":null}\n\n`;
 
-function body(text: string, breakAfter = false): ReadableStream<Uint8Array> {
-  let pulls = 0;
-  return new ReadableStream({
-    // Pull-based so the text is read before the error: `error()` drops queued chunks.
-    pull(c) {
-      if (pulls++ === 0) c.enqueue(new TextEncoder().encode(text));
-      else if (breakAfter) c.error(new TypeError('terminated'));
-      else c.close();
-    },
-  });
+/** A log stream body as the transport delivers it; `breakAfter`: the connection then breaks, as it reports that. */
+async function* body(text: string, breakAfter = false): AsyncGenerator<Uint8Array> {
+  yield new TextEncoder().encode(text);
+  if (breakAfter) {
+    const reset = Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+    throw new NetworkError('the connection broke mid-response', { cause: reset });
+  }
 }
 
 /** A client whose log stream answers from `script`, one entry per connection. */
-function fakeClient(script: (() => ReadableStream<Uint8Array>)[]): {
+function fakeClient(script: (() => AsyncIterable<Uint8Array>)[]): {
   client: PlatformClient;
   since: number[];
 } {
@@ -143,4 +142,60 @@ test('a stream that connects and drops without an event keeps backing off', asyn
     sleep: async () => undefined,
   });
   assert.deepEqual(attempts, [1, 2, 3]);
+});
+
+test('over a real connection: a follow whose connection drops mid-event reconnects from the last seq', async (t) => {
+  let connections = 0;
+  const srv = await startServer((_req, res) => {
+    connections += 1;
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (connections === 1) {
+      // Two whole events and half of the third, then the platform dies.
+      res.write(log(1) + log(2) + 'event: log\ndata: {"seq":3');
+      setTimeout(() => res.socket?.destroy(), 20);
+      return;
+    }
+    // The replay from since_seq=2, with a repeat of 2 that must not be written twice.
+    res.end(log(2) + log(3) + log(4) + end);
+  });
+  t.after(() => srv.close());
+  const got: number[] = [];
+  const reasons: unknown[] = [];
+  const result = await followTaskLogs({
+    client: createPlatformClient({ server: srv.url }),
+    taskId: 't',
+    onLog: (l) => void got.push(l.seq),
+    onReconnect: (_n, reason) => reasons.push(reason),
+    sleep: async () => undefined,
+  });
+  assert.deepEqual(got, [1, 2, 3, 4]);
+  assert.deepEqual(
+    srv.seen.map((r) => new URL(r.url, 'http://x').searchParams.get('since_seq')),
+    ['0', '2'],
+  );
+  assert.equal(reasons.length, 1);
+  assert.ok(reasons[0] instanceof NetworkError, String(reasons[0]));
+  assert.equal(result.status, 'succeeded');
+});
+
+test('an aborted follow stops without reconnecting', async (t) => {
+  const srv = await startServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(log(1));
+  });
+  t.after(() => srv.close());
+  const ac = new AbortController();
+  const reconnects: number[] = [];
+  await assert.rejects(
+    followTaskLogs({
+      client: createPlatformClient({ server: srv.url }),
+      taskId: 't',
+      onLog: () => ac.abort(),
+      onReconnect: (n) => reconnects.push(n),
+      signal: ac.signal,
+    }),
+    { name: 'AbortError' },
+  );
+  assert.deepEqual(reconnects, []);
+  assert.equal(srv.seen.length, 1);
 });

@@ -8,6 +8,7 @@
 import { isRetryable } from '../errors.js';
 import type { PlatformClient } from './platform-client.js';
 import { readSse } from './sse.js';
+import { NetworkError } from './transport.js';
 import type { LogEntry, TaskEnd } from './types.js';
 
 export interface FollowLogsOptions {
@@ -79,7 +80,7 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
     } catch (err) {
       if (err instanceof ConsumerFailed) throw err.cause;
       if (opts.signal?.aborted) throw err;
-      // A body that breaks mid-read surfaces as a plain TypeError/Error from undici.
+      // A body that breaks mid-read surfaces as the transport's NetworkError.
       const dropped = err instanceof StreamDropped || isRetryable(err) || isStreamBreak(err);
       if (!dropped) throw err;
       attempt += 1;
@@ -89,14 +90,11 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
   }
 }
 
-/** undici's errors for a connection lost while reading a body. */
+/** A connection lost while reading a body (or a socket error that escaped the transport's wrapping). */
 function isStreamBreak(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err.name === 'AbortError') return false;
+  if (err instanceof NetworkError) return true;
   const code = (err as { code?: unknown }).code ?? (err.cause as { code?: unknown } | undefined)?.code;
-  return (
-    err.message === 'terminated' ||
-    err.message === 'fetch failed' ||
-    (typeof code === 'string' && (code.startsWith('UND_ERR') || code.startsWith('ECONN') || code === 'EPIPE'))
-  );
+  return typeof code === 'string' && (code.startsWith('ECONN') || code === 'EPIPE' || code === 'ETIMEDOUT');
 }

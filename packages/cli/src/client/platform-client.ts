@@ -1,10 +1,13 @@
 /**
- * The platform's REST API over global `fetch`. Every method returns the
- * parsed body and the raw text (what `--json` prints); every failure is an
- * `ApiError` (the platform's error envelope) or a `CliError`
- * (`PLATFORM_UNREACHABLE`, `BAD_RESPONSE`).
+ * The platform's REST API over our own `node:http` transport (not `fetch`:
+ * see transport.ts). Every method returns the parsed body and the raw text
+ * (what `--json` prints); every failure is an `ApiError` (the platform's
+ * error envelope) or a `CliError` (`PLATFORM_UNREACHABLE`,
+ * `PLATFORM_UNTRUSTED`, `BAD_RESPONSE`); an aborted request rejects with the
+ * signal's reason.
  */
 import { ApiError, CliError, usageError } from '../errors.js';
+import { createTransport, type Transport, type TransportResponse } from './transport.js';
 import type {
   AgentJson,
   AgentListJson,
@@ -21,8 +24,12 @@ export interface PlatformClientOptions {
   server: string;
   /** Sent as `Authorization: Bearer <token>` when set. */
   token?: string | undefined;
-  /** Injected in unit tests; the global `fetch` otherwise. */
-  fetch?: typeof fetch;
+  /** PEM CA certificates to trust for an https server (`--ca-cert`). */
+  ca?: string | Buffer | undefined;
+  /** Injected in unit tests; `createTransport({ ca })` otherwise. */
+  transport?: Transport | undefined;
+  /** @deprecated The old name of `transport` (see `createCaFetch`). */
+  fetch?: Transport | undefined;
 }
 
 export interface ApiResult<T> {
@@ -46,7 +53,7 @@ export interface PlatformClient {
   cancelTask(taskId: string, reason?: string): Promise<ApiResult<TaskJson>>;
   getLogs(taskId: string, sinceSeq: number, limit?: number): Promise<ApiResult<TaskLogsJson>>;
   /** Opens `logs?follow=1`: the caller reads the event stream (see `readSse`). */
-  openLogStream(taskId: string, sinceSeq: number, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  openLogStream(taskId: string, sinceSeq: number, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
   listAgents(q: {
     status?: string;
     label?: string[];
@@ -79,9 +86,13 @@ export function resolveServer(flag: string | undefined, env = process.env): stri
   return url.toString().replace(/\/+$/, '');
 }
 
-/** What went wrong below HTTP, from undici's `TypeError('fetch failed', {cause})`. */
+/** What went wrong below HTTP, from the transport's `NetworkError` (its `cause` is the socket's error). */
 function networkReason(err: unknown): string {
-  const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  let cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  // Every address of a name failed (IPv4 and IPv6 of localhost, say): the first says why.
+  if (cause instanceof AggregateError && !cause.message && cause.errors[0] instanceof Error) {
+    cause = cause.errors[0];
+  }
   if (cause instanceof Error) {
     const code = (cause as { code?: unknown }).code;
     return typeof code === 'string' && !cause.message.includes(code)
@@ -97,7 +108,7 @@ function isAbort(err: unknown): boolean {
 
 export function createPlatformClient(options: PlatformClientOptions): PlatformClient {
   const server = options.server.replace(/\/+$/, '');
-  const doFetch = options.fetch ?? fetch;
+  const transport = options.transport ?? options.fetch ?? createTransport({ ca: options.ca });
 
   function url(path: string, query: Query = {}): string {
     const u = new URL(server + path);
@@ -112,20 +123,22 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
     method: string,
     path: string,
     init: { query?: Query; body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {},
-  ): Promise<Response> {
-    const headers: Record<string, string> = { accept: 'application/json', ...init.headers };
+  ): Promise<TransportResponse> {
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'apctl' };
+    for (const [k, v] of Object.entries(init.headers ?? {})) headers[k.toLowerCase()] = v;
     if (options.token) headers.authorization = `Bearer ${options.token}`;
     if (init.body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
+    let res: TransportResponse;
     try {
-      res = await doFetch(url(path, init.query), {
+      res = await transport({
         method,
+        url: url(path, init.query),
         headers,
         body: init.body === undefined ? undefined : JSON.stringify(init.body),
         signal: init.signal,
       });
     } catch (err) {
-      if (isAbort(err)) throw err;
+      if (isAbort(err) || init.signal?.aborted) throw err;
       const reason = networkReason(err);
       if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(reason)) {
         throw new CliError(
@@ -138,17 +151,17 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
       throw new CliError(
         'PLATFORM_UNREACHABLE',
         `cannot reach the platform at ${server} (${reason}); ` +
-          (server.startsWith('http:') && /other side closed|ECONNRESET/.test(reason)
+          (server.startsWith('http:') && /ECONNRESET/.test(reason)
             ? 'if it serves HTTPS (the default), use an https:// URL with --ca-cert'
             : 'set --server or APCTL_SERVER'),
         { cause: err },
       );
     }
-    if (!res.ok) throw await errorFrom(res);
+    if (res.status < 200 || res.status > 299) throw await errorFrom(res);
     return res;
   }
 
-  async function errorFrom(res: Response): Promise<ApiError> {
+  async function errorFrom(res: TransportResponse): Promise<ApiError> {
     const text = await res.text().catch(() => '');
     try {
       const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
@@ -210,9 +223,9 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
         headers: { accept: 'text/event-stream' },
         signal,
       });
-      const type = res.headers.get('content-type') ?? '';
-      if (!type.startsWith('text/event-stream') || !res.body) {
-        await res.body?.cancel();
+      const type = res.header('content-type') ?? '';
+      if (!type.startsWith('text/event-stream')) {
+        res.cancel();
         throw new CliError(
           'BAD_RESPONSE',
           `log follow answered ${type || 'no content type'}, not an event stream`,

@@ -2,17 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SseParser, readSse, type SseEvent } from './sse.js';
 
-function streamOf(chunks: (string | Uint8Array)[]): ReadableStream<Uint8Array> {
+/** A body as the transport delivers it: chunks, then the end. */
+async function* bodyOf(chunks: (string | Uint8Array)[]): AsyncGenerator<Uint8Array> {
   const enc = new TextEncoder();
-  return new ReadableStream({
-    start(c) {
-      for (const ch of chunks) c.enqueue(typeof ch === 'string' ? enc.encode(ch) : ch);
-      c.close();
-    },
-  });
+  for (const ch of chunks) yield typeof ch === 'string' ? enc.encode(ch) : ch;
 }
 
-async function collect(body: ReadableStream<Uint8Array>): Promise<SseEvent[]> {
+async function collect(body: AsyncIterable<Uint8Array>): Promise<SseEvent[]> {
   const out: SseEvent[] = [];
   for await (const ev of readSse(body)) out.push(ev);
   return out;
@@ -57,13 +53,13 @@ test('CR alone ends a line, and a CR then LF in the next chunk is one line end',
 test('a multi-byte character split across chunks is decoded whole', async () => {
   const bytes = new TextEncoder().encode('event: log\ndata: {"output":"héllo ✓"}\n\n');
   const cut = bytes.indexOf(0xc3) + 1;
-  const evs = await collect(streamOf([bytes.slice(0, cut), bytes.slice(cut)]));
+  const evs = await collect(bodyOf([bytes.slice(0, cut), bytes.slice(cut)]));
   assert.equal(evs.length, 1);
   assert.equal((JSON.parse(evs[0]?.data ?? '') as { output: string }).output, 'héllo ✓');
 });
 
 test('an event cut off by the end of the stream is not delivered', async () => {
-  const evs = await collect(streamOf(['event: log\ndata: {"seq":1}\n\nevent: log\ndata: {"seq":2}\n']));
+  const evs = await collect(bodyOf(['event: log\ndata: {"seq":1}\n\nevent: log\ndata: {"seq":2}\n']));
   assert.deepEqual(
     evs.map((e) => e.data),
     ['{"seq":1}'],
@@ -73,4 +69,21 @@ test('an event cut off by the end of the stream is not delivered', async () => {
 test('a leading byte-order mark is ignored and a field without a colon has an empty value', () => {
   const evs = new SseParser().push('\ufeffevent: end\ndata\n\n');
   assert.deepEqual(evs, [{ event: 'end', data: '', id: undefined }]);
+});
+
+test('leaving early closes the body', async () => {
+  let closed = false;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    try {
+      yield new TextEncoder().encode('event: end\ndata: {}\n\n');
+      yield new TextEncoder().encode('event: log\ndata: {}\n\n');
+    } finally {
+      closed = true;
+    }
+  }
+  for await (const ev of readSse(body())) {
+    assert.equal(ev.event, 'end');
+    break;
+  }
+  assert.equal(closed, true);
 });

@@ -1,6 +1,6 @@
 /**
  * A reader for `text/event-stream` (the WHATWG server-sent events format),
- * hand-written over a fetch body so the CLI needs no EventSource package.
+ * hand-written over a response body so the CLI needs no EventSource package.
  * The format is lines of `field: value`; a blank line ends an event; lines
  * starting with `:` are comments (`: ping`). We keep `event`, `data` and
  * `id`; `retry` is ignored because reconnecting is the caller's business
@@ -83,22 +83,12 @@ export class SseParser {
 /**
  * Yields the events of an event-stream body until it ends. An event not
  * terminated by a blank line when the body ends is dropped, as the format
- * requires: a cut connection must not deliver half an event.
+ * requires: a cut connection must not deliver half an event. Leaving the
+ * loop early (end event, abort) closes the body, which stops the download.
  */
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+export async function* readSse(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseEvent> {
   const parser = new SseParser();
   const decoder = new TextDecoder('utf-8');
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      yield* parser.push(decoder.decode(value, { stream: true }));
-    }
-    yield* parser.push(decoder.decode());
-  } finally {
-    // Stops the download when the consumer leaves early (end event, abort).
-    await reader.cancel().catch(() => undefined);
-    reader.releaseLock();
-  }
+  for await (const chunk of body) yield* parser.push(decoder.decode(chunk, { stream: true }));
+  yield* parser.push(decoder.decode());
 }
