@@ -131,7 +131,15 @@ export interface TaskQueries {
    * its audit row in one statement; with an idempotency key already used, returns
    * the earlier task and writes nothing.
    */
-  create(t: NewTask, options?: CreateOptions): Promise<{ task: TaskRow; created: boolean }>;
+  create(
+    t: NewTask,
+    options?: CreateOptions,
+  ): Promise<{
+    task: TaskRow;
+    created: boolean;
+    /** With `dispatch`: the agent had no free slot (a result will free one and claim). */
+    agentFull: boolean;
+  }>;
   /**
    * Logs, dropped-log marks and started marks, committed without waiting for
    * the WAL flush (on the `relaxed` connections, `synchronous_commit = off`):
@@ -242,16 +250,18 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
       const row = pendingRow(t);
       // Dispatchable: the session still owns the agent, which has a free slot and
       // no older task waiting (so a new task never overtakes a queued one).
-      const ok = dispatch
-        ? sql<boolean>`coalesce((
-            select a.capacity > (select count(*) from tasks b
-                                  where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))
-               and not exists (select 1 from tasks p
-                                where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now())
+      // `free`: the agent's free slots if this session still owns it, else 0; `queued`:
+      // an older task waits (a new task never overtakes it).
+      const state = dispatch
+        ? sql<{ free: number; queued: boolean }>`(
+            select a.capacity - (select count(*) from tasks b
+                                  where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))::int,
+                   exists (select 1 from tasks p
+                            where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now())
               from agents a
-             where a.agent_id = ${t.agentId} and a.session_id = ${dispatch.sessionId}::uuid and a.status = 'online'
-          ), false)`
-        : sql<boolean>`false`;
+             where a.agent_id = ${t.agentId} and a.session_id = ${dispatch.sessionId}::uuid and a.status = 'online')`
+        : sql<{ free: number; queued: boolean }>`(select 0, false)`;
+      // (Kysely does not parenthesise a raw CTE body: the parentheses above are the CTE's.)
       const values = dispatch
         ? {
             ...row,
@@ -261,7 +271,13 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
           }
         : row;
       const inserted = await db
-        .with('d', (qb) => qb.selectNoFrom(ok.as('ok')))
+        .with('s(free, queued)', () => state)
+        .with('d', (qb) =>
+          qb.selectNoFrom([
+            sql<boolean>`coalesce((select free > 0 and not queued from s), false)`.as('ok'),
+            sql<boolean>`coalesce((select free <= 0 from s), true)`.as('agent_full'),
+          ]),
+        )
         .with('ins', (qb) =>
           qb
             .insertInto('tasks')
@@ -301,15 +317,19 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
             ),
         )
         .selectFrom('ins')
-        .selectAll()
+        .selectAll('ins')
+        .select(sql<boolean>`(select agent_full from d)`.as('ap_agent_full'))
         .executeTakeFirst();
-      if (inserted) return { task: inserted, created: true };
+      if (inserted) {
+        const { ap_agent_full: agentFull, ...task } = inserted;
+        return { task, created: true, agentFull };
+      }
       const existing = await db
         .selectFrom('tasks')
         .selectAll()
         .where('idempotency_key', '=', t.idempotencyKey)
         .executeTakeFirstOrThrow();
-      return { task: existing, created: false };
+      return { task: existing, created: false, agentFull: false };
     },
 
     async createMany(ts) {

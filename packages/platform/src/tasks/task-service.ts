@@ -388,7 +388,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       const row = { ...t, taskId: randomUUID(), idempotencyKey: idempotencyKey ?? null };
       try {
         const session = gateway.session(t.agentId);
-        if (!session) return await store.tasks.create(row, { audit });
+        if (!session) {
+          const o = await store.tasks.create(row, { audit });
+          return { task: o.task, created: o.created };
+        }
         // This process holds the agent's stream: insert the task already dispatched
         // when the agent has room, and send it as soon as it is committed.
         const out = await withAgentLock(t.agentId, async () => {
@@ -400,12 +403,14 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           return o;
         });
         if (out.created && out.task.status === 'pending') {
-          // Queued behind older tasks or a full agent: its NOTIFY would only make us claim again.
+          // Its NOTIFY would only make us claim again.
           kickedHere.add(out.task.task_id);
           if (kickedHere.size > 10_000) kickedHere.clear(); // only an optimisation; the claim is idempotent
-          kick(t.agentId);
+          // A full agent gets it when a result frees a slot (each result claims), so a
+          // claim now would find nothing; one queued behind an older task is claimed now.
+          if (!out.agentFull) kick(t.agentId);
         }
-        return out;
+        return { task: out.task, created: out.created };
       } catch (err) {
         if ((err as { code?: string }).code === '23503') {
           throw new PlatformError('AGENT_NOT_FOUND', `agent ${input.agent_id} not found`);
