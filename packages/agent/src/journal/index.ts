@@ -4,11 +4,11 @@
  */
 export {
   createTaskJournal,
-  taskFileName,
   LOST_ERROR,
   type TaskJournal,
   type TaskJournalOptions,
   type JournalState,
 } from './task-journal.js';
+export type { JournalIo } from './log-file.js';
 export { JournalError, JOURNAL_ERRORS, type JournalErrorCode } from './errors.js';
 export { TASK_ID_ENV, findTaskProcesses, killTaskProcesses } from './orphans.js';
