@@ -28,8 +28,6 @@ export interface PlatformClientOptions {
   ca?: string | Buffer | undefined;
   /** Injected in unit tests; `createTransport({ ca })` otherwise. */
   transport?: Transport | undefined;
-  /** @deprecated The old name of `transport` (see `createCaFetch`). */
-  fetch?: Transport | undefined;
 }
 
 export interface ApiResult<T> {
@@ -108,7 +106,7 @@ function isAbort(err: unknown): boolean {
 
 export function createPlatformClient(options: PlatformClientOptions): PlatformClient {
   const server = options.server.replace(/\/+$/, '');
-  const transport = options.transport ?? options.fetch ?? createTransport({ ca: options.ca });
+  const transport = options.transport ?? createTransport({ ca: options.ca });
 
   function url(path: string, query: Query = {}): string {
     const u = new URL(server + path);

@@ -1,7 +1,6 @@
 /** Flag parsers and the flags every client command shares (`--server`, `--token`, `--json`). */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { createCaFetch } from '../client/ca-fetch.js';
 import { createPlatformClient, resolveServer, type PlatformClient } from '../client/platform-client.js';
 import { usageError } from '../errors.js';
 
@@ -41,7 +40,7 @@ export function clientFrom(flags: ClientFlags, env = process.env): PlatformClien
   return createPlatformClient({
     server: resolveServer(flags.server, env),
     token: flags.token ?? (env.APCTL_TOKEN || undefined),
-    ...(ca ? { fetch: createCaFetch(ca) } : {}),
+    ca,
   });
 }
 
