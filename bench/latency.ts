@@ -4,9 +4,10 @@
  * the same run. Goal: p50 within 3 ms of the bare spawn.
  *
  * Two views of each task: `client` is what a caller sees (POST, then the SSE
- * follow stream's end event); `server` is completed_at - created_at as stored.
+ * follow stream's end event, both over one kept-alive node:http connection);
+ * `server` is completed_at - created_at as stored.
  */
-import { bareSpawn, report, round, startCluster, summarize } from './support.js';
+import { bareSpawn, getText, postJson, report, round, startCluster, summarize } from './support.js';
 
 const N = Number(process.env.BENCH_N ?? 300);
 const WARMUP = 30;
@@ -20,17 +21,16 @@ interface Sample {
 
 async function oneTask(http: string, agentId: string): Promise<Sample> {
   const t0 = performance.now();
-  const res = await fetch(`${http}/api/v1/tasks`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ agent_id: agentId, type: 'shell', script: 'true', timeout: 30 }),
+  const task = await postJson<{ task_id: string }>(`${http}/api/v1/tasks`, {
+    agent_id: agentId,
+    type: 'shell',
+    script: 'true',
+    timeout: 30,
   });
-  const task = (await res.json()) as { task_id: string };
-  const follow = await fetch(`${http}/api/v1/tasks/${task.task_id}/logs?follow=1`);
-  const text = await follow.text();
+  const text = await getText(`${http}/api/v1/tasks/${task.task_id}/logs?follow=1`);
   const client = performance.now() - t0;
   if (!text.includes('"status":"succeeded"')) throw new Error(`task did not succeed: ${text.slice(-300)}`);
-  const stored = (await (await fetch(`${http}/api/v1/tasks/${task.task_id}`)).json()) as {
+  const stored = JSON.parse(await getText(`${http}/api/v1/tasks/${task.task_id}`)) as {
     created_at: string;
     dispatched_at: string;
     started_at: string;

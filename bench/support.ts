@@ -184,34 +184,35 @@ const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 /**
  * POST JSON over a kept-alive node:http connection. Not `fetch`: the load
  * generator shares the machine's two cores with what it measures, and undici's
- * fetch spends ~3x the CPU per call of a plain http.request.
+ * fetch spends several times the CPU per call of a plain http.request.
  */
-export function postJson<T>(url: string, body: unknown): Promise<T> {
-  const payload = JSON.stringify(body);
-  return new Promise<T>((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: 'POST',
-        agent: keepAlive,
-        headers: {
-          ...AUTH_HEADERS,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(payload),
-        },
-      },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status >= 300) reject(new Error(`${status} ${text}`));
-          else resolve(JSON.parse(text) as T);
-        });
-        res.on('error', reject);
-      },
-    );
+export async function postJson<T>(url: string, body: unknown): Promise<T> {
+  return JSON.parse(await httpText('POST', url, JSON.stringify(body))) as T;
+}
+
+/** GET over the same kept-alive connections; resolves with the whole body (an SSE stream: at its end). */
+export function getText(url: string): Promise<string> {
+  return httpText('GET', url);
+}
+
+function httpText(method: string, url: string, payload?: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const headers: Record<string, string | number> = { ...AUTH_HEADERS };
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(payload);
+    }
+    const req = http.request(url, { method, agent: keepAlive, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) reject(new Error(`${status} ${text}`));
+        else resolve(text);
+      });
+      res.on('error', reject);
+    });
     req.on('error', reject);
     req.end(payload);
   });
