@@ -204,6 +204,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     }
     if (sessions.size === 0 || closed) return;
     const ids = [...sessions.keys()];
+    for (const id of ids) maybePending.add(id);
     const rows = await withAgentsLock(ids, async () => {
       const claimed = await store.tasks.claimMany(
         [...sessions.values()].map((s) => ({ agentId: s.agentId, sessionId: s.sessionId })),
@@ -247,13 +248,24 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           return claimed;
         });
         if (rows.length > 0) logger.debug({ agent_id: agentId, count: rows.length }, 'tasks dispatched');
+        // Nothing was left to claim (a task queued meanwhile asks for another round).
+        else if (!dispatching.get(agentId)) maybePending.delete(agentId);
       } while (dispatching.get(agentId));
     } finally {
       dispatching.delete(agentId);
     }
   }
 
+  /**
+   * Agents held here that may have pending tasks: set by every reason to claim
+   * (a queued create, NOTIFY, registration, the poll), cleared when a claim
+   * finds nothing. A result claims only for these, so an agent with nothing
+   * queued costs no statement per result. The poll is the guarantee either way.
+   */
+  const maybePending = new Set<string>();
+
   function kick(agentId: string): void {
+    maybePending.add(agentId);
     dispatchFor(agentId).catch((err: unknown) => logger.warn({ err, agent_id: agentId }, 'dispatch failed'));
   }
 
@@ -368,7 +380,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             return;
           }
           session.send({ message: { $case: 'resultAck', value: { taskId: rec.taskId } } });
-          kick(session.agentId);
+          // A slot is free: claim, if anything may be waiting.
+          if (maybePending.has(session.agentId)) kick(session.agentId);
           return;
         }
         default:
@@ -409,6 +422,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           // A full agent gets it when a result frees a slot (each result claims), so a
           // claim now would find nothing; one queued behind an older task is claimed now.
           if (!out.agentFull) kick(t.agentId);
+          else maybePending.add(t.agentId);
         }
         return { task: out.task, created: out.created };
       } catch (err) {
