@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
   rmSync,
   rmdirSync,
   writeFileSync,
@@ -381,4 +382,192 @@ test('helper: a cgroup once emptied with cgroup.kill still gets the task (clone3
     await s.close();
     rmdirSync(dir);
   }
+});
+
+/** Live children of `ppid`. */
+function childrenOf(ppid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === ppid && !/^[ZX]/.test(fields[0] ?? '')) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+/**
+ * Children of the helper `ppid` that wait at their gate: prepared (own session,
+ * stdin /dev/null) but not executed (still perl).
+ */
+function gatedChildren(ppid: number): number[] {
+  return childrenOf(ppid).filter((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const session = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+      return comm === 'perl' && session === pid && readlinkSync(`/proc/${pid}/fd/0`) === '/dev/null';
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function until(what: string, check: () => boolean, ms = 3000): Promise<void> {
+  for (const end = Date.now() + ms; !check(); await new Promise((r) => setTimeout(r, 10)))
+    if (Date.now() > end) assert.fail(`timed out waiting: ${what}`);
+}
+
+/**
+ * A gated start whose script appends to a marker file; `dir` is the task directory
+ * the child makes (with the script in it) once let go.
+ */
+function gatedRequest(tag: string): { req: SpawnRequest; marker: string; dir: string } {
+  const dir = path.join(scratch, `gated-${tag}-${++counter}`);
+  const marker = `${dir}.ran`;
+  const file = path.join(dir, 'script.sh');
+  return {
+    req: {
+      file: '/bin/sh',
+      args: [file],
+      cwd: '/',
+      env: ['PATH=/usr/bin:/bin'],
+      joinCgroups: [],
+      joinStrict: false,
+      script: { dir, file, content: `echo ran >> ${marker}\necho out\n`, owner: null },
+    },
+    marker,
+    dir,
+  };
+}
+
+function gateOf(): { gate: Promise<boolean>; open: (go: boolean) => void } {
+  let open!: (go: boolean) => void;
+  const gate = new Promise<boolean>((resolve) => (open = resolve));
+  return { gate, open };
+}
+
+test('helper, gated: the child is made and prepared at once but execs only on go', async (t) => {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  try {
+    const { req, marker, dir } = gatedRequest('go');
+    const { gate, open } = gateOf();
+    let settled = false;
+    const start = s.start(req, gate).finally(() => (settled = true));
+    // Made and prepared, and waits: nothing of the task on disk yet, nothing ran.
+    await until('the child waits at its gate', () => gatedChildren(s.pid).length === 1);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(gatedChildren(s.pid).length, 1, 'one child waits at its gate');
+    assert.equal(existsSync(dir), false, 'the task directory is made after go');
+    assert.equal(existsSync(marker), false, 'nothing ran before go');
+    assert.equal(settled, false, 'the start is not over before go');
+    open(true);
+    const r = await start;
+    assert.ok('process' in r, 'error' in r ? r.error.message : '');
+    let out = '';
+    r.process.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    r.process.stderr.resume();
+    const closed = new Promise((resolve) => r.process.stdout.once('close', resolve));
+    assert.deepEqual(await r.process.exited, { code: 0, signal: null, error: null });
+    await closed;
+    assert.equal(out, 'out\n');
+    assert.equal(readFileSync(marker, 'utf8'), 'ran\n');
+    // An exec that fails after go is still reported as an exec failure.
+    const bad = await s.start({ ...req, file: '/nonexistent/bin', script: undefined }, Promise.resolve(true));
+    assert.ok('error' in bad);
+    assert.equal(bad.stage, 'exec');
+    assert.equal(bad.error.code, 'ENOENT');
+  } finally {
+    await s.close();
+  }
+});
+
+test('helper, gated: abort (or a rejected gate) ends the child without exec', async (t) => {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  try {
+    const { req, marker, dir } = gatedRequest('abort');
+    const { gate, open } = gateOf();
+    const start = s.start(req, gate);
+    await until('the child waits at its gate', () => gatedChildren(s.pid).length === 1);
+    open(false);
+    const r = await start;
+    assert.ok('error' in r, 'an aborted start has no process');
+    assert.equal(r.stage, 'gate');
+    await until('the aborted child is gone', () => childrenOf(s.pid).length === 0);
+    const again = gatedRequest('reject');
+    const rejected = await s.start(again.req, Promise.reject(new Error('journal full')));
+    assert.ok('error' in rejected);
+    assert.equal(rejected.stage, 'gate');
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(existsSync(marker), false, 'the aborted task never ran');
+    assert.equal(existsSync(dir), false, 'nor left a directory');
+    assert.equal(existsSync(again.marker), false, 'the refused task never ran');
+    // The helper goes on: the next start runs.
+    const next = gatedRequest('after');
+    const ok = await s.start(next.req, Promise.resolve(true));
+    assert.ok('process' in ok);
+    ok.process.stdout.resume();
+    ok.process.stderr.resume();
+    assert.equal((await ok.process.exited).code, 0);
+    assert.equal(readFileSync(next.marker, 'utf8'), 'ran\n');
+  } finally {
+    await s.close();
+  }
+});
+
+test('helper, gated: a child killed at its gate is reported as not started, and a later go does not run it', async (t) => {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  try {
+    const { req, marker, dir } = gatedRequest('killed');
+    const { gate, open } = gateOf();
+    const start = s.start(req, gate);
+    await until('the child waits at its gate', () => gatedChildren(s.pid).length === 1);
+    const [pid] = gatedChildren(s.pid);
+    assert.ok(pid, 'the gated child exists');
+    // As a cgroup kill would.
+    process.kill(pid, 'SIGKILL');
+    const r = await start;
+    assert.ok('error' in r);
+    assert.equal(r.stage, 'gate');
+    open(true);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(existsSync(marker), false);
+    assert.equal(existsSync(dir), false);
+  } finally {
+    await s.close();
+  }
+});
+
+test('helper, gated: if the helper dies, its gated children exit without exec', async (t) => {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  const helperPid = s.pid;
+  const tasks = [gatedRequest('orphan-a'), gatedRequest('orphan-b')];
+  const gates = tasks.map(() => gateOf());
+  // Two gated at once: each must also not hold the other's gate open.
+  const starts = tasks.map((x, i) => s.start(x.req, gates[i]?.gate));
+  await until('both wait at their gate', () => gatedChildren(helperPid).length === 2);
+  const kids = gatedChildren(helperPid);
+  assert.equal(kids.length, 2);
+  process.kill(helperPid, 'SIGKILL');
+  for (const start of starts) {
+    const r = await start;
+    assert.ok('error' in r);
+    assert.equal(r.stage, 'helper');
+  }
+  for (const g of gates) g.open(true);
+  for (const pid of kids) await until(`gated child ${pid} exits`, () => !alive(pid));
+  await new Promise((res) => setTimeout(res, 100));
+  for (const x of tasks) {
+    assert.equal(existsSync(x.marker), false, 'a gated child of a dead helper never runs');
+    assert.equal(existsSync(x.dir), false);
+  }
+  await s.close();
 });

@@ -31,24 +31,52 @@
  *
  * Protocol (stdin of the helper, one message = `<bytes>\n<payload>`, fields
  * separated by NUL):
- *   S id cwd strict dir file uid gid script into njoin join... nargv argv... env...
+ *   S id cwd strict gated dir file uid gid script into njoin join... nargv argv... env...
  *                           start a task process; with `dir`, the child first makes it
  *                           (0700) and writes `script` to `file` (0700), chowned to
  *                           uid:gid unless those are ''; `into` ('' = none) is the
  *                           cgroup v2 directory the child is created in; `join` are
- *                           further cgroup.procs files it writes itself into before exec
+ *                           further cgroup.procs files it writes itself into before exec;
+ *                           `gated` = '1': the child stops before it touches the disk (R)
+ *                           until G/A
+ *   G id                    go: the gated child makes its directory and script and execs
+ *                           (answer: P, or F id errno mkdir|write|chdir|exec, or F id 0 gate)
+ *   A id                    abort: the gated child _exits without exec (answer: F id 0 gate)
  *   C id                    the agent has opened the pipes
  * Helper to agent (stdout, one line each):
  *   H how                   first line: `clone3` (children are created in their v2
  *                           cgroup) or `fork` (off by argument, architecture or Perl)
  *   N errno|killed          clone3 was refused (or its child killed at birth): from now
  *                           on fork + cgroup.procs write
- *   P id pid outfd errfd how  started (how: clone3 or fork); read ends of its stdout/
- *                           stderr pipes are the helper's fds outfd/errfd until C (the
- *                           agent opens /proc/<helper>/fd/<n>, a new reader of the same pipe)
- *   F id errno stage        could not start (stage: mkdir, write, join, chdir, exec); nothing ran
+ *   P id pid outfd errfd how  started: exec succeeded (how: clone3 or fork); read ends of
+ *                           its stdout/stderr pipes are the helper's fds outfd/errfd until C
+ *                           (the agent opens /proc/<helper>/fd/<n>, a new reader of the same
+ *                           pipe). For a gated child: `P id pid - - how`, the pipes went at R.
+ *   R id pid outfd errfd how  gated child made and prepared (in its cgroups, own session,
+ *                           stdio and environment set), now blocked reading its gate pipe;
+ *                           nothing of the task ran or is on disk. Pipes as for P.
+ *   F id errno stage        could not start (stage: mkdir, write, join, chdir, exec); nothing ran.
+ *                           `F id 0 gate`: a gated child ended without exec (aborted, the
+ *                           gate's write end closed, or it died before it was let go)
  *   E id errno              pipe/fork failed
  *   X id code signal        the process exited (code -1 when killed by a signal)
+ *
+ * The gate (a start with `gated`): the durable journal accept of a task and the
+ * making of its process overlap, and still nothing of the task executes before
+ * the accept is on disk. The child reads one byte from its gate pipe and goes on
+ * (task directory, script, chdir, exec) only on `g`, which the helper writes on
+ * G; on A the helper closes the write end, and EOF (or anything but `g`) makes
+ * the child `_exit(125)`. The directory and script come after the gate on
+ * purpose: made before it, they are more work inside the accept's fsync (and in
+ * the ext4 transaction it commits), and that variant measured no gain. Only the helper holds a gate's write end (every child closes
+ * those of the other gated children at once, and they are close-on-exec), so a
+ * helper that dies, or exits with the agent, aborts every gated child. The child
+ * writes `R` to its status pipe when it reaches the gate and `G` when it got `g`:
+ * EOF without `G` after a go is a child that died at the gate (killed), not an
+ * exec, so P still means exactly "exec succeeded". A gated child that dies before
+ * G/A (a cgroup kill) is reaped as `F id 0 gate`. The helper stays a
+ * single-threaded select loop: it waits for R (as it waits for the exec of an
+ * ungated child) and, after G, for the exec; never for the gate itself.
  *
  * The helper ignores SIGINT/SIGTERM/SIGHUP/SIGQUIT (a Ctrl-C to the agent's
  * process group must not take the tasks' exit statuses with it) and exits when
@@ -106,7 +134,11 @@ export interface SpawnRequest {
   script?: { dir: string; file: string; content: string; owner: { uid: number; gid: number } | null };
 }
 
-export type SpawnStage = 'mkdir' | 'write' | 'join' | 'chdir' | 'exec' | 'fork' | 'helper';
+/**
+ * Where a start failed. `gate`: a gated child ended without exec (aborted, or it
+ * died while it waited): nothing of the task ran.
+ */
+export type SpawnStage = 'mkdir' | 'write' | 'join' | 'chdir' | 'exec' | 'fork' | 'helper' | 'gate';
 
 export type SpawnOutcome = { process: TaskProcess } | { error: NodeJS.ErrnoException; stage: SpawnStage };
 
@@ -118,7 +150,17 @@ export interface Spawner {
    * kernel refused it (or killed its child at birth) once.
    */
   readonly cloneIntoCgroup: boolean;
-  start(req: SpawnRequest): Promise<SpawnOutcome>;
+  /**
+   * Starts a task process; resolves once its program was executed (or with why not).
+   *
+   * With `gate`, the child is made and prepared at once (cgroups, session, stdio,
+   * environment) but waits until the gate settles: `true` lets it go on (task
+   * directory and script, chdir, exec); `false` or a rejection makes it exit
+   * without exec, and the start resolves with stage `gate`. If the helper dies meanwhile, the child
+   * exits without exec too (stage `helper`). Nothing of the task executes before the
+   * gate resolved `true`.
+   */
+  start(req: SpawnRequest, gate?: PromiseLike<boolean>): Promise<SpawnOutcome>;
   /** True until the helper died or was closed. */
   readonly alive: boolean;
   close(): Promise<void>;
@@ -126,7 +168,8 @@ export interface Spawner {
 
 const HELPER = String.raw`
 use strict; use warnings; use POSIX (); use Fcntl qw(O_RDONLY O_WRONLY O_CREAT O_EXCL O_DIRECTORY);
-my (%kids, %held);
+# %gated: id -> [pid, gate write end (undef once aborted), status read end, how].
+my (%kids, %held, %gated);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
 $SIG{$_} = 'IGNORE' for qw(PIPE INT TERM HUP QUIT);
@@ -143,6 +186,8 @@ out("H " . ($clone3 ? 'clone3' : 'fork') . "\n");
 sub reap {
   while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
     my $st = $?; my $id = delete $kids{$pid}; next unless defined $id;
+    # Died (or was aborted) at its gate: it never execed.
+    if (my $g = delete $gated{$id}) { close $g->[1] if $g->[1]; close $g->[2]; out("F $id 0 gate\n"); next; }
     if (($st & 127) == 0) { out("X $id " . ($st >> 8) . " 0\n"); } else { out("X $id -1 " . ($st & 127) . "\n"); }
   }
 }
@@ -163,7 +208,7 @@ sub clone_into {
 }
 sub start {
   my @f = @_;
-  my %t; @t{qw(id cwd strict sdir sfile suid sgid script into)} = splice(@f, 0, 9);
+  my %t; @t{qw(id cwd strict gated sdir sfile suid sgid script into)} = splice(@f, 0, 10);
   my $nj = shift @f; $t{join} = [splice(@f, 0, $nj)];
   my $na = shift @f; $t{argv} = [splice(@f, 0, $na)]; $t{env} = [@f];
   return if $clone3 && $t{into} ne '' && launch(\%t, 1);
@@ -175,66 +220,125 @@ sub start {
 sub launch {
   my ($t, $c3) = @_;
   my $id = $t->{id};
-  my ($or, $ow, $er, $ew, $sr, $sw);
-  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out("E $id " . ($! + 0) . "\n"); return 1; }
+  my $gated = $t->{gated} eq '1';
+  my ($or, $ow, $er, $ew, $sr, $sw, $gr, $gw);
+  # (Pipes made here are close-on-exec, like every fd of Perl's above 2.)
+  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw) && (!$gated || pipe($gr, $gw))) { out("E $id " . ($! + 0) . "\n"); return 1; }
   my $pid = $c3 ? clone_into($t->{into}) : fork();
   if (!defined $pid) {
-    my $e = $! + 0; close($_) for ($or, $ow, $er, $ew, $sr, $sw);
+    my $e = $! + 0; close($_) for grep { defined } ($or, $ow, $er, $ew, $sr, $sw, $gr, $gw);
     return 0 if $c3;
     out("E $id $e\n"); return 1;
   }
-  child($t, $c3, [$or, $er, $sr], $ow, $ew, $sw) if $pid == 0;
-  close $ow; close $ew; close $sw;
+  child($t, $c3, [grep { defined } ($or, $er, $sr, $gw)], $ow, $ew, $sw, $gr) if $pid == 0;
+  close $ow; close $ew; close $sw; close $gr if $gated;
+  # Until the exec (EOF: the write end is close-on-exec), an error, or, gated, R.
   my $err = '';
-  for (;;) { my $n = sysread($sr, $err, 256, length $err); last if defined $n && $n == 0; next if !defined $n && $!{EINTR}; last if !defined $n; }
-  close $sr;
+  for (;;) {
+    my $n = sysread($sr, $err, 256, length $err);
+    last if defined $n && $n == 0; next if !defined $n && $!{EINTR}; last if !defined $n;
+    last if $gated && substr($err, -1) eq 'R';
+  }
   if ($c3 && substr($err, 0, 1, '') ne '+') {
     # Killed before it ran: this kernel kills a clone3 child whose cgroup's cgroup.kill
     # count differs from the parent's (kill_seq, 6.18). Fork instead, from now on.
-    close $or; close $er; waitpid($pid, 0);
+    close $sr; close $gw if $gated; close $or; close $er; waitpid($pid, 0);
     nofast('killed');
     return 0;
   }
-  if ($err ne '') {
+  my $how = $c3 ? 'clone3' : 'fork';
+  if ($gated && $err eq 'R') {
+    # At its gate. The status pipe stays open: after G it tells exec from death.
+    $kids{$pid} = $id; $held{$id} = [$or, $er];
+    $gated{$id} = [$pid, $gw, $sr, $how];
+    out("R $id $pid " . fileno($or) . " " . fileno($er) . " $how\n");
+    return 1;
+  }
+  close $sr; close $gw if $gated;
+  if ($err ne '' || $gated) {
     close $or; close $er;
     waitpid($pid, 0);
+    # Gated, EOF without R: it died while preparing (killed), before any exec.
+    if ($err eq '') { out("F $id 0 gate\n"); return 1; }
     my ($errno, $stage) = split(/ /, $err, 2);
     out("F $id $errno $stage\n");
     return 1;
   }
   $kids{$pid} = $id; $held{$id} = [$or, $er];
-  out("P $id $pid " . fileno($or) . " " . fileno($er) . " " . ($c3 ? 'clone3' : 'fork') . "\n");
+  out("P $id $pid " . fileno($or) . " " . fileno($er) . " $how\n");
   return 1;
+}
+# G: let the gated child exec, then wait for the exec as for an ungated start.
+sub go {
+  my $id = shift; my $g = $gated{$id};
+  return unless $g && $g->[1];
+  delete $gated{$id};
+  my ($pid, $gw, $sr, $how) = @$g;
+  syswrite($gw, 'g'); close $gw;
+  my $st = '';
+  for (;;) { my $n = sysread($sr, $st, 256, length $st); last if defined $n && $n == 0; next if !defined $n && $!{EINTR}; last if !defined $n; }
+  close $sr;
+  # Its pipes went to the agent at R (and the helper's copies are closed): no fds here.
+  if ($st eq 'G') { out("P $id $pid - - $how\n"); return; }
+  # Not execed: the exec failed, or the child had died at the gate (EOF without G).
+  # Either way its status pipe is closed, so it is gone or about to be.
+  delete $kids{$pid}; waitpid($pid, 0);
+  if (substr($st, 0, 1, '') eq 'G') { my ($errno, $stage) = split(/ /, $st, 2); out("F $id $errno $stage\n"); }
+  else { out("F $id 0 gate\n"); }
+}
+# A: close the gate's write end; the child reads EOF and _exits; reap() answers F id 0 gate.
+sub abort {
+  my $g = $gated{$_[0]};
+  return unless $g && $g->[1];
+  close $g->[1]; $g->[1] = undef;
 }
 # The task's process, before exec. After a raw clone3, $$ (and POSIX::getpid) is still
 # the helper's pid: nothing here uses it.
 sub child {
-  my ($t, $c3, $readers, $ow, $ew, $sw) = @_;
+  my ($t, $c3, $readers, $ow, $ew, $sw, $gr) = @_;
   syswrite($sw, '+') if $c3;
   close($_) for @$readers;
+  # Only the helper may hold a gate's write end (its EOF aborts that child).
+  for my $g (values %gated) { close $g->[1] if $g->[1]; close $g->[2]; }
   $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE INT TERM HUP QUIT);
   POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
   POSIX::setsid();
   my $fail = sub { syswrite($sw, ($! + 0) . " " . $_[0]); POSIX::_exit(127); };
-  if ($t->{sdir} ne '') {
+  # The task's directory and script. Gated, only after go: made before it, they would
+  # add to the work during the journal's fsync of the accept (and to the ext4
+  # transaction it commits), which measured no gain at all.
+  my $files = sub {
+    return if $t->{sdir} eq '';
     mkdir($t->{sdir}, 0700) or $fail->('mkdir');
     sysopen(my $sf, $t->{sfile}, O_WRONLY | O_CREAT | O_EXCL, 0700) or $fail->('write');
     my $script = $t->{script}; my $off = 0;
     while ($off < length $script) { my $n = syswrite($sf, $script, length($script) - $off, $off); $fail->('write') unless defined $n; $off += $n; }
     close($sf) or $fail->('write');
     if ($t->{suid} ne '') { chown($t->{suid}, $t->{sgid}, $t->{sdir}, $t->{sfile}) == 2 or $fail->('write'); }
-  }
+  };
+  $files->() unless $gr;
   # "0" moves the writing process.
   for my $p (@{ $t->{join} }) {
     my $fh;
     if (open($fh, '>', $p)) { if (!syswrite($fh, "0")) { $fail->('join') if $t->{strict}; } close $fh; }
     elsif ($t->{strict}) { $fail->('join'); }
   }
-  chdir($t->{cwd}) or $fail->('chdir');
   open(STDIN, '<', '/dev/null');
   POSIX::dup2(fileno($ow), 1); POSIX::dup2(fileno($ew), 2);
   %ENV = map { my ($k, $v) = split(/=/, $_, 2); ($k, defined $v ? $v : '') } @{ $t->{env} };
   my @argv = @{ $t->{argv} };
+  if ($gr) {
+    # In its cgroups, own session, stdio and environment set; nothing of the task ran
+    # and nothing of it is on disk. Go on only on 'g'; EOF (abort, or the helper
+    # gone) or anything else ends the child here.
+    syswrite($sw, 'R');
+    my ($go, $n) = ('');
+    do { $n = sysread($gr, $go, 1) } while (!defined $n && $!{EINTR});
+    POSIX::_exit(125) unless $n && $go eq 'g';
+    syswrite($sw, 'G');
+    $files->();
+  }
+  chdir($t->{cwd}) or $fail->('chdir');
   { no warnings 'exec'; exec { $argv[0] } @argv; }
   $fail->('exec');
 }
@@ -255,6 +359,8 @@ for (;;) {
     substr($buf, 0, $nl + 1 + $len) = '';
     my $op = shift @f;
     if ($op eq 'S') { start(@f); }
+    elsif ($op eq 'G') { go($f[0]); }
+    elsif ($op eq 'A') { abort($f[0]); }
     elsif ($op eq 'C') { close($_) for @{ delete $held{$f[0]} || [] }; }
   }
 }
@@ -289,6 +395,12 @@ interface Waiter {
   file: string;
   resolveStart(outcome: SpawnOutcome): void;
   resolveExit?: (exit: ExitInfo) => void;
+  /** The start promise is settled. */
+  settled: boolean;
+  /** A gated child at its gate (R): its output pipes, already opened (C sent). */
+  ready?: { stdout: Readable; stderr: Readable };
+  /** Its output pipes could not be opened at R; it was aborted (or, if G went first, is killed at P). */
+  openFailure?: NodeJS.ErrnoException;
 }
 
 export interface SpawnerOptions {
@@ -319,14 +431,18 @@ export async function createSpawner(logger: Logger, options: SpawnerOptions = {}
   }
   const spawner = wrapHelper(helper, logger);
   try {
-    const probe = await spawner.start({
-      file: '/bin/sh',
-      args: ['-c', 'echo ok'],
-      cwd: '/',
-      env: ['PATH=/usr/bin:/bin'],
-      joinCgroups: [],
-      joinStrict: false,
-    });
+    const probe = await spawner.start(
+      {
+        file: '/bin/sh',
+        args: ['-c', 'echo ok'],
+        cwd: '/',
+        env: ['PATH=/usr/bin:/bin'],
+        joinCgroups: [],
+        joinStrict: false,
+      },
+      // The gate is part of the probe: a helper that could not let a child go is unusable.
+      Promise.resolve(true),
+    );
     if ('error' in probe) throw probe.error;
     let out = '';
     probe.process.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -361,11 +477,19 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
   const waiters = new Map<string, Waiter>();
   // Idle, the helper must not keep the agent's event loop alive.
   let outstanding = 0;
+  // The helper's process too: after its stdout closed, its exit still has to be
+  // seen to end the outstanding starts (a gated start has no pipe of its own yet).
   const hold = () => {
-    if (outstanding++ === 0) stdout.ref();
+    if (outstanding++ === 0) {
+      stdout.ref();
+      helper.ref();
+    }
   };
   const release = () => {
-    if (--outstanding === 0) stdout.unref();
+    if (--outstanding === 0) {
+      stdout.unref();
+      helper.unref();
+    }
   };
   helper.unref();
   stdout.unref();
@@ -412,21 +536,51 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
     }
     const w = waiters.get(id);
     if (!w) return;
+    const settle = (outcome: SpawnOutcome): void => {
+      w.settled = true;
+      w.resolveStart(outcome);
+    };
+    const asError = (e: unknown): NodeJS.ErrnoException => (e instanceof Error ? e : new Error(String(e)));
+    const open = (): { stdout: Readable; stderr: Readable } | { failure: NodeJS.ErrnoException } => {
+      let out: Readable | undefined;
+      try {
+        out = openPipe(b);
+        const err = openPipe(c);
+        return { stdout: out, stderr: err };
+      } catch (e) {
+        out?.destroy();
+        return { failure: asError(e) };
+      } finally {
+        // The helper may close its copies now.
+        send(['C', id]);
+      }
+    };
     switch (kind) {
+      case 'R': {
+        // A gated child waits at its gate: its pipes are opened now, off the path
+        // from the gate's opening to the task's start.
+        const pipes = open();
+        if ('failure' in pipes) {
+          w.openFailure = pipes.failure;
+          send(['A', id]);
+        } else {
+          w.ready = pipes;
+        }
+        return;
+      }
       case 'P': {
         const pid = Number(a);
         let out: Readable | undefined;
         let err: Readable | undefined;
-        let failure: unknown;
-        try {
-          out = openPipe(b);
-          err = openPipe(c);
-        } catch (e) {
-          failure = e;
-          out?.destroy();
+        let failure: unknown = w.openFailure;
+        if (w.ready) {
+          ({ stdout: out, stderr: err } = w.ready);
+          w.ready = undefined;
+        } else if (failure === undefined) {
+          const pipes = open();
+          if ('failure' in pipes) failure = pipes.failure;
+          else ({ stdout: out, stderr: err } = pipes);
         }
-        // The helper may close its copies now.
-        send(['C', id]);
         if (!out || !err) {
           // The process runs but its output cannot be read: stop it (the caller
           // also kills the task's cgroup); its exit just releases the waiter.
@@ -436,19 +590,23 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
             // gone
           }
           w.resolveExit = () => undefined;
-          const e =
-            failure instanceof Error ? (failure as NodeJS.ErrnoException) : new Error(String(failure));
-          w.resolveStart({ error: e, stage: 'helper' });
+          settle({ error: asError(failure), stage: 'helper' });
           return;
         }
         const exited = new Promise<ExitInfo>((resolve) => (w.resolveExit = resolve));
         const via = d === 'clone3' ? 'clone3' : 'fork';
-        w.resolveStart({ process: { pid, stdout: out, stderr: err, exited, via } });
+        settle({ process: { pid, stdout: out, stderr: err, exited, via } });
         return;
       }
       case 'X': {
         waiters.delete(id);
         release();
+        if (!w.settled) {
+          // Not sent by the helper before P (a gated child that dies first is `F id 0 gate`).
+          w.ready?.stdout.destroy();
+          w.ready?.stderr.destroy();
+          settle({ error: errnoError(osConstants.errno.ECANCELED, 'ended before exec'), stage: 'gate' });
+        }
         const code = Number(a);
         const sig = Number(b);
         w.resolveExit?.(
@@ -462,9 +620,23 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
       case 'E': {
         waiters.delete(id);
         release();
+        // A gated child that did not exec: the pipes opened at R just end.
+        w.ready?.stdout.destroy();
+        w.ready?.stderr.destroy();
+        w.ready = undefined;
         const stage = kind === 'E' ? 'fork' : ((b || 'exec') as SpawnStage);
+        if (stage === 'gate') {
+          // Aborted (or died waiting): nothing ran. One aborted because its pipes
+          // could not be opened reports that.
+          settle(
+            w.openFailure
+              ? { error: w.openFailure, stage: 'helper' }
+              : { error: errnoError(osConstants.errno.ECANCELED, 'ended before exec'), stage },
+          );
+          return;
+        }
         const what = stage === 'exec' ? `spawn ${w.file}` : stage;
-        w.resolveStart({ error: errnoError(Number(a), what), stage });
+        settle({ error: errnoError(Number(a), what), stage });
         return;
       }
       default:
@@ -493,7 +665,12 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
     err.code = 'EHELPER';
     for (const [id, w] of waiters) {
       waiters.delete(id);
+      // A gated child exits on its own (its gate's write end closed with the helper).
+      w.ready?.stdout.destroy();
+      w.ready?.stderr.destroy();
+      w.ready = undefined;
       // A start in flight may have forked: the caller kills the task's cgroup.
+      w.settled = true;
       w.resolveStart({ error: err, stage: 'helper' });
       w.resolveExit?.({ code: null, signal: null, error: err });
     }
@@ -519,7 +696,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
     get alive() {
       return alive;
     },
-    start(req) {
+    start(req, gate) {
       if (!alive) {
         const err: NodeJS.ErrnoException = new Error('spawn helper is not running');
         err.code = 'EHELPER';
@@ -528,12 +705,14 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
       const id = String(++nextId);
       hold();
       return new Promise<SpawnOutcome>((resolveStart) => {
-        waiters.set(id, { file: req.file, resolveStart });
+        const w: Waiter = { file: req.file, resolveStart, settled: false };
+        waiters.set(id, w);
         send([
           'S',
           id,
           req.cwd,
           req.joinStrict ? '1' : '0',
+          gate ? '1' : '0',
           req.script?.dir ?? '',
           req.script?.file ?? '',
           req.script?.owner ? String(req.script.owner.uid) : '',
@@ -547,6 +726,17 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
           ...req.args,
           ...req.env,
         ]);
+        // The helper handles its messages in order: G or A may go before R came back.
+        // A start already over (failed while preparing, helper gone) needs neither.
+        if (gate)
+          void Promise.resolve(gate)
+            .then(
+              (go) => go === true,
+              () => false,
+            )
+            .then((go) => {
+              if (waiters.get(id) === w) send([go ? 'G' : 'A', id]);
+            });
       });
     },
     async close() {

@@ -3,13 +3,23 @@
  * skip with the missing capability named when the host (or user) lacks them.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, readdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
 import { ExecutorError } from './errors.js';
+import { createSpawner } from './spawner.js';
 import { createTaskExecutor } from './task-executor.js';
 import type { ExecResult, OutputChunk, TaskExecutor, TaskSpec } from './types.js';
 
@@ -30,6 +40,13 @@ after(async () => {
   await executor.close();
   rmSync(scratch, { recursive: true, force: true });
 });
+
+// The notBefore tests watch the helper's child wait at its gate.
+const helperProbe = await createSpawner(logger);
+await helperProbe?.close();
+const noHelper = helperProbe
+  ? false
+  : 'no usable spawn helper (perl, /proc): notBefore holds the spawn itself';
 
 function spec(over: Partial<TaskSpec> & { script: string }): TaskSpec {
   return {
@@ -530,3 +547,145 @@ test('run_as runs the script as that user, or is refused when the agent is not r
     assert.match(result.error, /^run_as root needs the agent to run as root/);
   }
 });
+
+/** The directory of a task under `workDir`, or null. */
+function taskDirOf(workDir: string, taskId: string): string | null {
+  try {
+    const name = readdirSync(workDir).find((n) => n.startsWith(`${taskId}-`));
+    return name ? path.join(workDir, name) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Parent pid, command and session of a live process; null when gone. */
+function procStat(pid: number): { ppid: number; comm: string; session: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (/^[ZX]/.test(rest[0] ?? '')) return null;
+    return {
+      ppid: Number(rest[1]),
+      comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
+      session: Number(rest[3]),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Task processes waiting at their gate: children of a spawn helper (a perl child
+ * of this process) that are prepared (own session, stdin /dev/null) but still perl.
+ */
+function waitingAtGate(): number[] {
+  const all = readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e))
+    .map(Number);
+  const helpers = new Set(
+    all.filter((pid) => {
+      const st = procStat(pid);
+      return st?.ppid === process.pid && st.comm === 'perl';
+    }),
+  );
+  return all.filter((pid) => {
+    const st = procStat(pid);
+    if (!st || !helpers.has(st.ppid) || st.comm !== 'perl' || st.session !== pid) return false;
+    try {
+      return readlinkSync(`/proc/${pid}/fd/0`) === '/dev/null';
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  for (const end = Date.now() + ms; !check(); await sleep(10))
+    if (Date.now() > end) assert.fail(`timed out: ${what}`);
+}
+
+function held(): { notBefore: Promise<unknown>; resolve: () => void; reject: (err: Error) => void } {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const notBefore = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { notBefore, resolve, reject };
+}
+
+const workDir = path.join(scratch, 'work');
+
+test(
+  'notBefore: the process is made and waits at its gate; it runs, and starts, only once notBefore resolves',
+  { skip: noHelper },
+  async () => {
+    const marker = path.join(scratch, `gated-${counter}`);
+    const s = spec({ script: `echo ran >> ${marker}; echo hello` });
+    const gate = held();
+    let startedAt: Date | null = null;
+    const task = executor.start(s, () => undefined, { notBefore: gate.notBefore });
+    void task.started.then((d) => (startedAt = d));
+    // With the spawn helper, the task's process is made and waits at its gate, with
+    // nothing of the task on disk yet.
+    await until('the waiting process', () => waitingAtGate().length === 1);
+    await sleep(200);
+    assert.equal(waitingAtGate().length, 1);
+    assert.equal(taskDirOf(workDir, s.taskId), null, 'the task directory is made after the gate');
+    assert.equal(existsSync(marker), false, 'nothing ran before notBefore');
+    assert.equal(startedAt, null, 'not started before notBefore');
+    assert.equal(task.spawned, false);
+    gate.resolve();
+    const result = await task.result;
+    assert.equal(result.status, 'succeeded', result.error);
+    assert.equal(result.stdout, 'hello\n');
+    assert.equal(readFileSync(marker, 'utf8'), 'ran\n');
+    assert.ok(startedAt !== null);
+    assert.equal(task.spawned, true);
+  },
+);
+
+test(
+  'notBefore rejected: the waiting process exits without running, the task ends not started',
+  { skip: noHelper },
+  async () => {
+    const marker = path.join(scratch, `refused-${counter}`);
+    const s = spec({ script: `touch ${marker}` });
+    const gate = held();
+    const task = executor.start(s, () => undefined, { notBefore: gate.notBefore });
+    await until('the waiting process', () => waitingAtGate().length === 1);
+    gate.reject(new Error('disk full'));
+    const result = await task.result;
+    assert.equal(result.status, 'failed');
+    assert.equal(result.error, 'not started: disk full');
+    assert.equal(result.exitCode, -1);
+    assert.equal(task.spawned, false);
+    await sleep(100);
+    assert.equal(existsSync(marker), false);
+    assert.deepEqual(waitingAtGate(), []);
+    assert.equal(taskDirOf(workDir, s.taskId), null);
+  },
+);
+
+test(
+  'a task canceled while its process waits for notBefore never runs, even when notBefore resolves',
+  { skip: noHelper },
+  async () => {
+    const marker = path.join(scratch, `gated-cancel-${counter}`);
+    const s = spec({ script: `touch ${marker}` });
+    const gate = held();
+    const task = executor.start(s, () => undefined, { notBefore: gate.notBefore });
+    await until('the waiting process', () => waitingAtGate().length === 1);
+    task.cancel('operator asked');
+    gate.resolve();
+    const result = await task.result;
+    assert.equal(result.status, 'canceled');
+    assert.equal(result.error, 'canceled: operator asked');
+    assert.equal(result.exitCode, -1);
+    assert.equal(task.spawned, false);
+    await sleep(100);
+    assert.equal(existsSync(marker), false);
+    assert.deepEqual(waitingAtGate(), []);
+    assert.equal(taskDirOf(workDir, s.taskId), null);
+  },
+);

@@ -49,7 +49,11 @@ export interface TaskRunContext {
   tools: Promise<HostTools>;
   /** The pre-started spawn helper, or null: tasks are then forked by Node itself. */
   spawner(): Promise<Spawner | null>;
-  /** Spawn only after this settles; a rejection ends the task without a process. */
+  /**
+   * Execute the task's program only after this settles; a rejection ends the task
+   * without it. With the spawn helper the process is made and prepared meanwhile
+   * and waits at its gate (before its directory, script and exec); without it, spawn waits.
+   */
   notBefore?: Promise<unknown>;
   /** Unique per executor, so two runs of one task id never share a cgroup. */
   serial: number;
@@ -144,11 +148,21 @@ export class TaskRun {
       () => null,
       (err: unknown) => err ?? new Error('rejected'),
     );
+    let gateSettled = false;
+    void gate?.then(() => (gateSettled = true));
     try {
       let stopped = this.pendingStop();
       if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
       const prepared = await this.prepare();
       this.taskDir = prepared.taskDir;
+      if (gate && prepared.spawner && !gateSettled) {
+        // The helper makes the process now; it execs once the gate opens (execute()).
+        // Already settled (usual under load, where preparing outlasts the fsync): the
+        // plain start below, one message and one wait of the helper fewer.
+        stopped = this.pendingStop();
+        if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
+        return await this.execute(prepared, gate);
+      }
       const refused = gate ? await gate : null;
       if (refused !== null) {
         return this.finishWithoutProcess('failed', `not started: ${describeError(refused)}`, -1);
@@ -284,22 +298,32 @@ export class TaskRun {
   /** The task directory and script for the spawn helper's child to write. */
   private deferredScript: SpawnRequest['script'] | undefined;
   private joinStrict = false;
+  /** Closes the gate of a process waiting to exec (cancel before it started). */
+  private abortGate: (() => void) | null = null;
 
-  private async execute({
-    argv,
-    cwd,
-    env,
-    user,
-    tools,
-    spawner,
-  }: {
-    argv: string[];
-    cwd: string;
-    env: Record<string, string>;
-    user: TaskUser | null;
-    tools: HostTools;
-    spawner: Spawner | null;
-  }): Promise<ExecResult> {
+  /**
+   * Starts the process. With `gate` (the settled `notBefore`: null = go, else why
+   * not; only with the spawn helper) the helper makes and prepares it at once and
+   * it execs only when the gate says go and no stop came first.
+   */
+  private async execute(
+    {
+      argv,
+      cwd,
+      env,
+      user,
+      tools,
+      spawner,
+    }: {
+      argv: string[];
+      cwd: string;
+      env: Record<string, string>;
+      user: TaskUser | null;
+      tools: HostTools;
+      spawner: Spawner | null;
+    },
+    gate?: Promise<unknown>,
+  ): Promise<ExecResult> {
     const [file, ...args] = argv;
     if (!file) throw new TaskSetupError('empty command');
     let proc: TaskProcess;
@@ -320,11 +344,36 @@ export class TaskRun {
         joinStrict: this.joinStrict,
         script: this.deferredScript,
       };
-      let outcome: SpawnOutcome = await spawner.start(request);
+      // Go once the gate is open, unless the task was stopped first; a stop while
+      // the process waits at its gate aborts it (it exits without exec).
+      let refused: unknown = null;
+      const go = gate
+        ? new Promise<boolean>((resolve) => {
+            this.abortGate = () => resolve(false);
+            void gate.then((why) => {
+              refused = why;
+              resolve(why === null && !this.stopReason);
+            });
+          })
+        : undefined;
+      let outcome: SpawnOutcome = await spawner.start(request, go);
       if ('error' in outcome && outcome.stage === 'mkdir' && outcome.error.code === 'ENOENT') {
         // The work directory vanished (a tmp cleaner); nothing ran, so try once more.
         await this.ctx.ensureWorkDir(true);
-        outcome = await spawner.start(request);
+        outcome = await spawner.start(request, go);
+      }
+      this.abortGate = null;
+      if ('error' in outcome && outcome.stage === 'gate') {
+        // It exited at its gate: nothing of the task ran.
+        if (refused !== null)
+          return this.finishWithoutProcess('failed', `not started: ${describeError(refused)}`, -1);
+        const stopped = this.pendingStop();
+        if (stopped) return this.finishWithoutProcess(stopped.status, stopped.error, -1);
+        return this.finishWithoutProcess(
+          'failed',
+          `cannot start ${file}: its process ended before exec (killed?)`,
+          -1,
+        );
       }
       if ('error' in outcome) {
         // A start the helper lost track of may have forked: the cgroup catches it.
@@ -534,8 +583,12 @@ export class TaskRun {
   private stop(reason: StopReason): void {
     if (this.stopReason || this.state === 'done' || this.state === 'finishing') return;
     this.stopReason = reason;
-    // Queued or preparing: run() checks stopReason before spawning.
-    if (this.state !== 'running') return;
+    // Queued or preparing: run() checks stopReason before spawning, and a process
+    // waiting at its gate is let go no more.
+    if (this.state !== 'running') {
+      this.abortGate?.();
+      return;
+    }
     this.state = 'stopping';
     this.logger.info({ reason: reason.error }, 'stopping task');
     this.signalTask('SIGTERM');

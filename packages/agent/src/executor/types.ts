@@ -122,9 +122,12 @@ export interface TaskExecutor {
 
 export interface StartOptions {
   /**
-   * The task's process is not spawned before this settles; the preparation
-   * (script, cgroup, command line) goes on meanwhile. If it rejects, the task
-   * ends `failed` without a process. The runner passes the journal's durable
+   * Nothing of the task executes before this settles; the preparation (cgroup,
+   * command line) goes on meanwhile, and with the spawn helper the process
+   * itself is made and waits at a gate before its script and exec. If it
+   * rejects (or the task is canceled first), the task ends without running:
+   * `failed` (`not started: …`) or `canceled`. `started` and `spawned` still
+   * mean the program was executed. The runner passes the journal's durable
    * `accept`, so its fsync overlaps the preparation.
    */
   notBefore?: Promise<unknown>;
