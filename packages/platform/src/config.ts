@@ -15,6 +15,12 @@ export interface PlatformConfig {
   /** Seconds an agent may be offline before its running tasks become lost. Env AP_LOST_GRACE; default 300. */
   lostGraceSeconds: number;
   /**
+   * Milliseconds between dispatch polls, the guarantee behind NOTIFY and the
+   * in-process wake-ups; default 1,000. Not read from the environment: tests set
+   * it high to prove dispatch never waits for the poll.
+   */
+  dispatchPollMs: number;
+  /**
    * Plaintext gRPC and HTTP, agents identified by the id they send, no enrollment.
    * For tests and trusted loopback only; logged loudly. Env AP_INSECURE=1; default false.
    */
@@ -42,6 +48,7 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   heartbeatIntervalSeconds: 10,
   logLevel: 'info',
   lostGraceSeconds: 300,
+  dispatchPollMs: 1000,
   insecure: false,
   tlsDir: '',
   tlsCertFile: '',
@@ -69,6 +76,7 @@ export function resolveConfig(
       DEFAULT_CONFIG.heartbeatIntervalSeconds,
     logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
     lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
+    dispatchPollMs: explicit.dispatchPollMs ?? DEFAULT_CONFIG.dispatchPollMs,
     insecure: explicit.insecure ?? (truthy(env.AP_INSECURE) || DEFAULT_CONFIG.insecure),
     tlsDir: explicit.tlsDir ?? env.AP_TLS_DIR ?? DEFAULT_CONFIG.tlsDir,
     tlsCertFile: explicit.tlsCertFile ?? env.AP_TLS_CERT ?? DEFAULT_CONFIG.tlsCertFile,

@@ -114,6 +114,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       platformNode: node,
       databaseUrl,
       lostGraceSeconds: config.lostGraceSeconds,
+      pollIntervalMs: config.dispatchPollMs,
     });
     gateway.setHandlers(tasks.handlers);
     await tasks.start();

@@ -159,7 +159,11 @@ export interface TaskQueries {
    * given session; nothing if the session no longer owns the agent row.
    * `FOR UPDATE SKIP LOCKED`: two processes never claim one task.
    */
-  claim(agentId: string, sessionId: string, platformNode: string): Promise<TaskRow[]>;
+  claim(
+    agentId: string,
+    sessionId: string,
+    platformNode: string,
+  ): Promise<{ rows: TaskRow[]; /** pending tasks are left (the agent is full) */ more: boolean }>;
   /**
    * {@link claim} for many agents in one statement (each with its session):
    * every agent gets its oldest pending tasks up to its free capacity.
@@ -375,7 +379,9 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
     },
 
     async claim(agentId, sessionId, platformNode) {
-      const { rows } = await sql<TaskRow>`
+      // The last row is a marker (all task columns null) whose ap_more says whether
+      // pending tasks are left that this claim did not take (no free slot).
+      const { rows } = await sql<TaskRow & { ap_more: boolean | null }>`
         with agent as (
           select capacity from agents
            where agent_id = ${agentId} and session_id = ${sessionId}::uuid and status = 'online'
@@ -387,13 +393,21 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
            order by created_at, task_id
            limit (select greatest(0, agent.capacity - busy.n) from agent, busy)
            for update skip locked
+        ), upd as (
+          update tasks t
+             set status = 'dispatched', dispatched_at = now(), dispatched_by = ${platformNode}
+            from picked
+           where t.task_id = picked.task_id
+          returning t.*
         )
-        update tasks t
-           set status = 'dispatched', dispatched_at = now(), dispatched_by = ${platformNode}
-          from picked
-         where t.task_id = picked.task_id
-        returning t.*`.execute(db);
-      return rows;
+        select upd.*, null::boolean as ap_more from upd
+        union all
+        select (null::tasks).*, exists (
+          select 1 from tasks p
+           where p.agent_id = ${agentId} and p.status = 'pending' and p.delivery_deadline > now()
+             and p.task_id not in (select task_id from picked))`.execute(db);
+      const marker = rows.pop();
+      return { rows: rows.map(({ ap_more: _more, ...t }) => t), more: marker?.ap_more === true };
     },
 
     async undispatch(taskId) {

@@ -242,14 +242,14 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         dispatching.set(agentId, false);
         const session = gateway.session(agentId);
         if (!session || closed) break;
-        const rows = await withAgentLock(agentId, async () => {
+        const { rows, more } = await withAgentLock(agentId, async () => {
           const claimed = await store.tasks.claim(agentId, session.sessionId, platformNode);
-          for (const row of claimed) send(session, row);
+          for (const row of claimed.rows) send(session, row);
           return claimed;
         });
         if (rows.length > 0) logger.debug({ agent_id: agentId, count: rows.length }, 'tasks dispatched');
-        // Nothing was left to claim (a task queued meanwhile asks for another round).
-        else if (!dispatching.get(agentId)) maybePending.delete(agentId);
+        // Nothing is left waiting (a task queued meanwhile asks for another round).
+        if (!more && !dispatching.get(agentId)) maybePending.delete(agentId);
       } while (dispatching.get(agentId));
     } finally {
       dispatching.delete(agentId);
@@ -263,6 +263,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
    * queued costs no statement per result. The poll is the guarantee either way.
    */
   const maybePending = new Set<string>();
+  /** Results applied per agent held here (a counter: see create). */
+  const resultsApplied = new Map<string, number>();
 
   function kick(agentId: string): void {
     maybePending.add(agentId);
@@ -381,6 +383,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           }
           session.send({ message: { $case: 'resultAck', value: { taskId: rec.taskId } } });
           // A slot is free: claim, if anything may be waiting.
+          resultsApplied.set(session.agentId, (resultsApplied.get(session.agentId) ?? 0) + 1);
           if (maybePending.has(session.agentId)) kick(session.agentId);
           return;
         }
@@ -407,7 +410,9 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         }
         // This process holds the agent's stream: insert the task already dispatched
         // when the agent has room, and send it as soon as it is committed.
+        let resultsBefore = 0;
         const out = await withAgentLock(t.agentId, async () => {
+          resultsBefore = resultsApplied.get(t.agentId) ?? 0;
           const o = await store.tasks.create(row, {
             audit,
             dispatch: { sessionId: session.sessionId, platformNode },
@@ -419,10 +424,13 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           // Its NOTIFY would only make us claim again.
           kickedHere.add(out.task.task_id);
           if (kickedHere.size > 10_000) kickedHere.clear(); // only an optimisation; the claim is idempotent
-          // A full agent gets it when a result frees a slot (each result claims), so a
-          // claim now would find nothing; one queued behind an older task is claimed now.
-          if (!out.agentFull) kick(t.agentId);
-          else maybePending.add(t.agentId);
+          // A full agent gets it when a result frees a slot (a result claims when
+          // maybePending says so), so a claim now would find nothing — unless a result
+          // was applied after the statement's snapshot and before maybePending was set
+          // here, whose claim would have been skipped. One queued behind an older task
+          // is claimed now.
+          maybePending.add(t.agentId);
+          if (!out.agentFull || (resultsApplied.get(t.agentId) ?? 0) !== resultsBefore) kick(t.agentId);
         }
         return { task: out.task, created: out.created };
       } catch (err) {

@@ -216,6 +216,48 @@ test('created where the agent is connected: dispatched in the create itself, cap
   assert.ok(audit.every((r) => r.n === '1'));
 });
 
+test('without the dispatch poll, a full agent still gets every queued task as slots free up', async () => {
+  // Event-driven dispatch only (results, creates, NOTIFY): a lost wake-up would
+  // leave tasks pending for the 1 s poll, here an hour away, and time the test out.
+  const p = await startPlatform({
+    databaseUrl: db.url,
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    logger,
+    heartbeatIntervalSeconds: 1,
+    dispatchPollMs: 3_600_000,
+    ...TEST_PLATFORM_OPTIONS,
+  });
+  try {
+    const agent = sim(p, { capacity: 2 });
+    await agent.ready;
+    const ids = await Promise.all(
+      Array.from(
+        { length: 30 },
+        async () =>
+          (
+            await api<TaskJson>(p, 'POST', '/api/v1/tasks', {
+              agent_id: agent.agentId,
+              type: 'shell',
+              script: 'true',
+            })
+          ).body.task_id,
+      ),
+    );
+    for (const id of ids) {
+      await waitFor(
+        `task ${id} done`,
+        async () => (await api<TaskJson>(p, 'GET', `/api/v1/tasks/${id}`)).body.status === 'succeeded',
+        5_000,
+        20,
+      );
+    }
+    assert.equal(agent.received.length, 30);
+  } finally {
+    await p.stop();
+  }
+});
+
 test('cancel: pending becomes canceled at once; running is sent to the agent; finished is 409', async () => {
   const agent = sim(a, { capacity: 1, respond: false });
   await agent.ready;
