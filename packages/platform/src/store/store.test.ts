@@ -130,3 +130,40 @@ test('markNodeOffline only touches agents held by that node', async () => {
   assert.equal((await store.agents.get('n-1'))?.status, 'offline');
   assert.equal((await store.agents.get('n-2'))?.status, 'online');
 });
+
+test('the prepared create survives a column added by a newer platform (rolling upgrade)', async () => {
+  const db = await createTestDatabase();
+  // One connection, so the second create runs on the connection that prepared the first.
+  const s = createStore({ databaseUrl: db.url, logger, maxConnections: 1 });
+  try {
+    await s.migrate();
+    await s.agents.register(reg('upgrade-agent'), randomUUID(), 'node-a');
+    const task = (id: string) => ({
+      taskId: id,
+      agentId: 'upgrade-agent',
+      type: 'shell' as const,
+      script: 'true',
+      args: [],
+      env: {},
+      cleanEnv: false,
+      workingDir: '',
+      runAs: '',
+      timeoutSeconds: 30,
+      killGraceSeconds: 5,
+      limits: { memory_bytes: 0, cpu_millicores: 0, max_processes: 0, max_output_bytes: 0 },
+      deliveryTimeoutSeconds: 60,
+      idempotencyKey: null,
+    });
+    const first = await s.tasks.create(task(randomUUID()));
+    assert.equal(first.created, true);
+    await s.pool.query('alter table tasks add column added_by_a_newer_version int');
+    const id = randomUUID();
+    const second = await s.tasks.create(task(id));
+    assert.equal(second.created, true);
+    assert.equal(second.task.task_id, id);
+    assert.equal(second.task.status, 'pending');
+  } finally {
+    await s.close();
+    await db.drop();
+  }
+});

@@ -5,6 +5,7 @@
  * jsonb_to_recordset): one statement for many tasks.
  */
 import { sql, type Kysely, type Selectable } from 'kysely';
+import type pg from 'pg';
 import type { AuditEntry } from './audit.js';
 import type { Database, EnforcedLimitJson, TaskLimitsJson, TaskStatusName, TasksTable } from './schema.js';
 
@@ -243,87 +244,133 @@ function pendingRow(t: NewTask) {
 }
 
 /**
+ * A named statement: parsed and planned once per connection, not per call (the
+ * create and the claim run once or twice per task). After a migration by a newer
+ * platform process adds columns, PostgreSQL refuses a prepared `*` whose result
+ * type changed ("cached plan must not change result type", 0A000): such a call
+ * runs again unnamed, so a rolling upgrade costs a round trip, not an error.
+ */
+async function namedQuery<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  q: { name: string; text: string; values: unknown[] },
+): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(q);
+  } catch (err) {
+    if ((err as { code?: string }).code !== '0A000') throw err;
+    return pool.query<R>(q.text, q.values);
+  }
+}
+
+/** See TaskQueries.create. $15 null = no dispatch (session id), $17 false = no audit row. */
+const CREATE_TASK_SQL = `
+with s as (
+  select a.capacity - (select count(*) from tasks b
+                        where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))::int as free,
+         exists (select 1 from tasks p
+                  where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now()) as queued
+    from agents a
+   where $15::uuid is not null and a.agent_id = $2::text and a.session_id = $15::uuid and a.status = 'online'
+), d as (
+  select coalesce((select free > 0 and not queued from s), false) as ok,
+         coalesce((select free <= 0 from s), true) as agent_full
+), ins as (
+  insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+                     timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
+                     status, delivery_deadline, dispatched_at, dispatched_by)
+  select $1::uuid, $2::text, $3::text, $4::text, $5::jsonb, $6::jsonb, $7::boolean, $8::text, $9::text,
+         $10::int, $11::int, $12::jsonb, $13::int, $14::text,
+         case when d.ok then 'dispatched' else 'pending' end,
+         now() + make_interval(secs => $13::int),
+         case when d.ok then now() end,
+         case when d.ok then $16::text end
+    from d
+  on conflict (idempotency_key) do nothing
+  returning *
+), aud as (
+  insert into audit_log (token_id, actor, action, target, method, path, source_ip, status_code, outcome)
+  select $18::uuid, $19::text, $20::text, 'task:' || ins.task_id, $21::text, $22::text, $23::text, $24::int,
+         $25::text
+    from ins
+   where $17::boolean
+)
+select ins.*, (select agent_full from d) as ap_agent_full from ins`;
+
+/** See TaskQueries.claim: $1 agent id, $2 session id, $3 platform node. */
+const CLAIM_SQL = `
+with agent as (
+  select capacity from agents where agent_id = $1::text and session_id = $2::uuid and status = 'online'
+), busy as (
+  select count(*)::int as n from tasks where agent_id = $1::text and status in ('dispatched', 'running')
+), picked as (
+  select task_id from tasks
+   where agent_id = $1::text and status = 'pending' and delivery_deadline > now()
+   order by created_at, task_id
+   limit (select greatest(0, agent.capacity - busy.n) from agent, busy)
+   for update skip locked
+), upd as (
+  update tasks t
+     set status = 'dispatched', dispatched_at = now(), dispatched_by = $3::text
+    from picked
+   where t.task_id = picked.task_id
+  returning t.*
+)
+select upd.*, null::boolean as ap_more from upd
+union all
+select (null::tasks).*, exists (
+  select 1 from tasks p
+   where p.agent_id = $1::text and p.status = 'pending' and p.delivery_deadline > now()
+     and p.task_id not in (select task_id from picked))`;
+
+/**
  * `relaxed`: connections with `synchronous_commit = off`, for applyProgress
  * (default: `db`, where it then commits synchronously).
  */
-export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database> = db): TaskQueries {
+export function createTaskQueries(
+  db: Kysely<Database>,
+  pool: pg.Pool,
+  relaxed: Kysely<Database> = db,
+): TaskQueries {
   let relaxedQueries: TaskQueries | undefined;
   const queries: TaskQueries = {
     async create(t, options = {}) {
       const { dispatch, audit } = options;
-      const row = pendingRow(t);
-      // Dispatchable: the session still owns the agent, which has a free slot and
-      // no older task waiting (so a new task never overtakes a queued one).
-      // `free`: the agent's free slots if this session still owns it, else 0; `queued`:
-      // an older task waits (a new task never overtakes it).
-      const state = dispatch
-        ? sql<{ free: number; queued: boolean }>`(
-            select a.capacity - (select count(*) from tasks b
-                                  where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))::int,
-                   exists (select 1 from tasks p
-                            where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now())
-              from agents a
-             where a.agent_id = ${t.agentId} and a.session_id = ${dispatch.sessionId}::uuid and a.status = 'online')`
-        : sql<{ free: number; queued: boolean }>`(select 0, false)`;
-      // (Kysely does not parenthesise a raw CTE body: the parentheses above are the CTE's.)
-      const values = dispatch
-        ? {
-            ...row,
-            status: sql<TaskStatusName>`case when (select ok from d) then 'dispatched' else 'pending' end`,
-            dispatched_at: sql<Date>`case when (select ok from d) then now() end`,
-            dispatched_by: sql<string>`case when (select ok from d) then ${dispatch.platformNode} end`,
-          }
-        : row;
-      const inserted = await db
-        .with('s(free, queued)', () => state)
-        .with('d', (qb) =>
-          qb.selectNoFrom([
-            sql<boolean>`coalesce((select free > 0 and not queued from s), false)`.as('ok'),
-            sql<boolean>`coalesce((select free <= 0 from s), true)`.as('agent_full'),
-          ]),
-        )
-        .with('ins', (qb) =>
-          qb
-            .insertInto('tasks')
-            .values(values)
-            .onConflict((oc) => oc.column('idempotency_key').doNothing())
-            .returningAll(),
-        )
-        .with('aud', (qb) =>
-          qb
-            .insertInto('audit_log')
-            .columns([
-              'token_id',
-              'actor',
-              'action',
-              'target',
-              'method',
-              'path',
-              'source_ip',
-              'status_code',
-              'outcome',
-            ])
-            .expression(
-              qb
-                .selectFrom('ins')
-                .select([
-                  sql<string | null>`${audit?.token_id ?? null}::uuid`.as('token_id'),
-                  sql<string>`${audit?.actor ?? ''}::text`.as('actor'),
-                  sql<string>`${audit?.action ?? ''}::text`.as('action'),
-                  sql<string>`'task:' || ins.task_id`.as('target'),
-                  sql<string>`${audit?.method ?? ''}::text`.as('method'),
-                  sql<string>`${audit?.path ?? ''}::text`.as('path'),
-                  sql<string>`${audit?.source_ip ?? ''}::text`.as('source_ip'),
-                  sql<number>`${audit?.status_code ?? 0}::int`.as('status_code'),
-                  sql<string>`${audit?.outcome ?? 'ok'}::text`.as('outcome'),
-                ])
-                .where(sql<boolean>`${audit !== undefined}::boolean`),
-            ),
-        )
-        .selectFrom('ins')
-        .selectAll('ins')
-        .select(sql<boolean>`(select agent_full from d)`.as('ap_agent_full'))
-        .executeTakeFirst();
+      // One named (prepared once per connection) statement: the hottest of the
+      // platform. `s`: the agent's free slots and whether an older task waits, if
+      // this session still owns it; the task goes in dispatched when there is a
+      // slot and nothing older waits (a new task never overtakes a queued one).
+      const { rows } = await namedQuery<TaskRow & { ap_agent_full: boolean }>(pool, {
+        name: 'ap_task_create',
+        text: CREATE_TASK_SQL,
+        values: [
+          t.taskId,
+          t.agentId,
+          t.type,
+          t.script,
+          JSON.stringify(t.args),
+          JSON.stringify(t.env),
+          t.cleanEnv,
+          t.workingDir,
+          t.runAs,
+          t.timeoutSeconds,
+          t.killGraceSeconds,
+          JSON.stringify(t.limits),
+          t.deliveryTimeoutSeconds,
+          t.idempotencyKey,
+          dispatch?.sessionId ?? null,
+          dispatch?.platformNode ?? null,
+          audit !== undefined,
+          audit?.token_id ?? null,
+          audit?.actor ?? '',
+          audit?.action ?? '',
+          audit?.method ?? '',
+          audit?.path ?? '',
+          audit?.source_ip ?? '',
+          audit?.status_code ?? 0,
+          audit?.outcome ?? 'ok',
+        ],
+      });
+      const inserted = rows[0];
       if (inserted) {
         const { ap_agent_full: agentFull, ...task } = inserted;
         return { task, created: true, agentFull };
@@ -381,31 +428,11 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
     async claim(agentId, sessionId, platformNode) {
       // The last row is a marker (all task columns null) whose ap_more says whether
       // pending tasks are left that this claim did not take (no free slot).
-      const { rows } = await sql<TaskRow & { ap_more: boolean | null }>`
-        with agent as (
-          select capacity from agents
-           where agent_id = ${agentId} and session_id = ${sessionId}::uuid and status = 'online'
-        ), busy as (
-          select count(*)::int as n from tasks where agent_id = ${agentId} and status in ('dispatched', 'running')
-        ), picked as (
-          select task_id from tasks
-           where agent_id = ${agentId} and status = 'pending' and delivery_deadline > now()
-           order by created_at, task_id
-           limit (select greatest(0, agent.capacity - busy.n) from agent, busy)
-           for update skip locked
-        ), upd as (
-          update tasks t
-             set status = 'dispatched', dispatched_at = now(), dispatched_by = ${platformNode}
-            from picked
-           where t.task_id = picked.task_id
-          returning t.*
-        )
-        select upd.*, null::boolean as ap_more from upd
-        union all
-        select (null::tasks).*, exists (
-          select 1 from tasks p
-           where p.agent_id = ${agentId} and p.status = 'pending' and p.delivery_deadline > now()
-             and p.task_id not in (select task_id from picked))`.execute(db);
+      const { rows } = await namedQuery<TaskRow & { ap_more: boolean | null }>(pool, {
+        name: 'ap_task_claim',
+        text: CLAIM_SQL,
+        values: [agentId, sessionId, platformNode],
+      });
       const marker = rows.pop();
       return { rows: rows.map(({ ap_more: _more, ...t }) => t), more: marker?.ap_more === true };
     },
@@ -501,7 +528,7 @@ export function createTaskQueries(db: Kysely<Database>, relaxed: Kysely<Database
     },
 
     async applyProgress(p) {
-      const q = (relaxedQueries ??= relaxed === db ? queries : createTaskQueries(relaxed));
+      const q = (relaxedQueries ??= relaxed === db ? queries : createTaskQueries(relaxed, pool));
       await q.insertLogs(p.logs);
       await q.markLogsDropped(p.dropped);
       return q.markStarted(p.started);
