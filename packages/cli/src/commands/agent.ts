@@ -49,12 +49,16 @@ export function registerAgentCommand(program: Command): void {
       const capacity = Number(flags.capacity);
       if (!Number.isInteger(capacity) || capacity < 1)
         throw new Error(`--capacity must be a positive integer, got ${flags.capacity}`);
+      // Before the agent's modules load, so nothing of them is ever compiled by an optimizing tier.
+      const { applyAgentV8Flags } = await import('../agent-runtime.js');
+      const v8Flags = applyAgentV8Flags();
       // Server-side modules load on use: client commands (run, tasks, ...) start without them.
       const [{ parseLabels, startAgent }, { createProcessLogger }] = await Promise.all([
         import('@agent-platform/agent'),
         import('../logger.js'),
       ]);
       const logger = createProcessLogger('agent', flags.logLevel);
+      logger.debug({ v8_flags: v8Flags }, 'V8 flags for a small idle footprint');
       const env = process.env;
       const insecure = flags.insecure ?? /^(1|true|yes|on)$/i.test(env.AP_INSECURE ?? '');
       if (insecure) logger.warn({ insecure: true }, 'INSECURE: plaintext connection, no agent identity');
