@@ -59,7 +59,7 @@ export function createStore(options: StoreOptions): Store {
     db,
     pool,
     agents: createAgentQueries(db),
-    tasks: createTaskQueries(db, pool, relaxedDb),
+    tasks: createTaskQueries(db, pool, { db: relaxedDb, pool: relaxedPool }),
     tokens: createTokenQueries(db),
     credentials: createCredentialQueries(db),
     audit: createAuditQueries(db),

@@ -4,7 +4,7 @@
  * duplicate report changes nothing. Batched writes take arrays (unnest /
  * jsonb_to_recordset): one statement for many tasks.
  */
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import type pg from 'pg';
 import type { AuditEntry } from './audit.js';
 import type { Database, EnforcedLimitJson, TaskLimitsJson, TaskStatusName, TasksTable } from './schema.js';
@@ -329,9 +329,14 @@ select (null::tasks).*, exists (
 export function createTaskQueries(
   db: Kysely<Database>,
   pool: pg.Pool,
-  relaxed: Kysely<Database> = db,
+  relaxed?: { db: Kysely<Database>; pool: pg.Pool },
 ): TaskQueries {
   let relaxedQueries: TaskQueries | undefined;
+  /** Runs a fixed-shape `sql` statement as a named one (see namedQuery). */
+  const run = async <R extends pg.QueryResultRow>(name: string, query: RawBuilder<R>): Promise<R[]> => {
+    const c = query.compile(db);
+    return (await namedQuery<R>(pool, { name, text: c.sql, values: [...c.parameters] })).rows;
+  };
   const queries: TaskQueries = {
     async create(t, options = {}) {
       const { dispatch, audit } = options;
@@ -479,13 +484,16 @@ export function createTaskQueries(
 
     async markStarted(marks) {
       if (marks.length === 0) return [];
-      const { rows } = await sql<{ task_id: string }>`
+      const rows = await run(
+        'ap_task_started',
+        sql<{ task_id: string }>`
         update tasks t
            set status = 'running', started_at = m.at
           from unnest(${marks.map((m) => m.taskId)}::uuid[], ${marks.map((m) => m.agentId)}::text[],
                       ${marks.map((m) => m.at.toISOString())}::timestamptz[]) as m(task_id, agent_id, at)
          where t.task_id = m.task_id and t.agent_id = m.agent_id and t.status = 'dispatched'
-        returning t.task_id`.execute(db);
+        returning t.task_id`,
+      );
       return rows.map((r) => r.task_id);
     },
 
@@ -510,7 +518,9 @@ export function createTaskQueries(
           completed_at: r.completedAt.toISOString(),
         })),
       );
-      const { rows } = await sql<{ task_id: string }>`
+      const rows = await run(
+        'ap_task_results',
+        sql<{ task_id: string }>`
         update tasks t
            set status = r.status, exit_code = r.exit_code, signal = r.signal, error = r.error,
                stdout = r.stdout, stderr = r.stderr, stdout_bytes = r.stdout_bytes, stderr_bytes = r.stderr_bytes,
@@ -523,12 +533,13 @@ export function createTaskQueries(
                  stdout_truncated boolean, stderr_truncated boolean, limits_enforced jsonb,
                  started_at timestamptz, completed_at timestamptz)
          where t.task_id = r.task_id and t.agent_id = r.agent_id and t.status in ('dispatched', 'running')
-        returning t.task_id`.execute(db);
+        returning t.task_id`,
+      );
       return rows.map((r) => r.task_id);
     },
 
     async applyProgress(p) {
-      const q = (relaxedQueries ??= relaxed === db ? queries : createTaskQueries(relaxed, pool));
+      const q = (relaxedQueries ??= relaxed ? createTaskQueries(relaxed.db, relaxed.pool) : queries);
       await q.insertLogs(p.logs);
       await q.markLogsDropped(p.dropped);
       return q.markStarted(p.started);
@@ -546,7 +557,9 @@ export function createTaskQueries(
           ts: l.ts.toISOString(),
         })),
       );
-      await sql`
+      await run(
+        'ap_task_logs',
+        sql<Record<string, never>>`
         with r as (
           select * from jsonb_to_recordset(${payload}::jsonb)
                      as r(task_id uuid, agent_id text, seq bigint, stream text, output text, ts timestamptz)
@@ -559,7 +572,8 @@ export function createTaskQueries(
         )
         update tasks t set log_bytes = t.log_bytes + s.n
           from (select task_id, sum(n) as n from ins group by task_id) s
-         where t.task_id = s.task_id`.execute(db);
+         where t.task_id = s.task_id`,
+      );
     },
 
     async markLogsDropped(taskIds) {
@@ -580,12 +594,14 @@ export function createTaskQueries(
     },
 
     async followRead(taskId, sinceSeq, limit) {
-      const { rows } = await sql<{
-        status: TaskStatusName;
-        exit_code: number | null;
-        error: string | null;
-        logs: { seq: string | number; stream: 'stdout' | 'stderr'; output: string; ts: string }[];
-      }>`
+      const rows = await run(
+        'ap_task_follow',
+        sql<{
+          status: TaskStatusName;
+          exit_code: number | null;
+          error: string | null;
+          logs: { seq: string | number; stream: 'stdout' | 'stderr'; output: string; ts: string }[];
+        }>`
         select t.status, t.exit_code, t.error,
                coalesce((select json_agg(json_build_object('seq', l.seq, 'stream', l.stream, 'output', l.output,
                                                            'ts', l.ts) order by l.seq)
@@ -593,7 +609,8 @@ export function createTaskQueries(
                                   where task_id = t.task_id and seq > ${String(sinceSeq)}::bigint
                                   order by seq limit ${limit}) l), '[]'::json) as logs
           from tasks t
-         where t.task_id = ${taskId}::uuid`.execute(db);
+         where t.task_id = ${taskId}::uuid`,
+      );
       const r = rows[0];
       if (!r) return undefined;
       return {
