@@ -9,7 +9,7 @@
  *
  * `limits` gives each task a process limit (a v1 pids cgroup on a hybrid host,
  * besides the v2 containment cgroup); `nocontain` runs without any cgroup
- * (`containWithoutLimits: false`), the floor to compare with. AGENT_SPAWN_CLONE3=0 makes the spawn
+ * (`containWithoutLimits: false`), the floor to compare with. AP_SPAWN_CLONE3=0 makes the spawn
  * helper fork and write cgroup.procs instead of creating the child in its v2
  * cgroup with clone3 (the fallback path), for comparison.
  */
@@ -64,7 +64,7 @@ const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
-const clone3 = process.env.AGENT_SPAWN_CLONE3 === '0' ? 'off' : 'default';
+const clone3 = process.env.AP_SPAWN_CLONE3 === '0' ? 'off' : 'default';
 const row = {
   tasks: TASKS,
   gapMs: GAP_MS,

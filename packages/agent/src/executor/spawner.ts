@@ -406,7 +406,7 @@ interface Waiter {
 export interface SpawnerOptions {
   /**
    * Create children in their v2 cgroup with clone3 (default: true unless the
-   * environment has AGENT_SPAWN_CLONE3=0); false = fork and write cgroup.procs.
+   * environment has AP_SPAWN_CLONE3=0); false = fork and write cgroup.procs.
    */
   cloneIntoCgroup?: boolean;
 }
@@ -423,7 +423,7 @@ export async function createSpawner(logger: Logger, options: SpawnerOptions = {}
   }
   let helper: ChildProcess;
   try {
-    const clone3 = options.cloneIntoCgroup ?? process.env.AGENT_SPAWN_CLONE3 !== '0';
+    const clone3 = options.cloneIntoCgroup ?? process.env.AP_SPAWN_CLONE3 !== '0';
     helper = spawn(perl, ['-e', HELPER, clone3 ? 'clone3' : 'fork'], { stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (err) {
     logger.warn({ err: describeError(err) }, 'cannot start the spawn helper');
