@@ -60,7 +60,15 @@ for (const spawnHelper of [true, false]) {
     };
     // The first leaves a setsid escapee behind, killed through cgroup.kill: that cgroup
     // is removed, not reused (the kernel would SIGKILL a clone3 child created in it).
-    const first = own(await where('setsid sleep 30 >/dev/null 2>&1 & cat /proc/self/cgroup'));
+    // The marker is written after setsid(): the escapee has left the process group before
+    // the task ends (else the group kill alone could end it and the cgroup would be reused).
+    const mark = path.join(scratch, `escaped-${spawnHelper}`);
+    const first = own(
+      await where(
+        `setsid sh -c 'touch ${mark}; exec sleep 30' >/dev/null 2>&1 & ` +
+          `while [ ! -e ${mark} ]; do sleep 0.01; done; cat /proc/self/cgroup`,
+      ),
+    );
     assert.match(first, /^pool-/);
     const second = own(await where('cat /proc/self/cgroup'));
     assert.match(second, /^pool-/);
