@@ -35,6 +35,7 @@ export interface Store {
 }
 
 export function createStore(options: StoreOptions): Store {
+  let closed = false;
   const pool = new pg.Pool({
     connectionString: options.databaseUrl,
     max: options.maxConnections ?? 10,
@@ -42,7 +43,16 @@ export function createStore(options: StoreOptions): Store {
   });
   // An idle client that errors (server restart) must not crash the process;
   // the pool drops it and the next query opens a new connection.
-  pool.on('error', (err) => options.logger.warn({ err }, 'idle database connection failed'));
+  // pool.end() resolves before its connections' sockets are closed, so an embedded
+  // PostgreSQL stopped right after close() ends them with 57P01: not worth a warning.
+  const onIdleError = (err: Error) => {
+    if (!closed)
+      options.logger.warn(
+        { err: { message: err.message, code: (err as { code?: string }).code } },
+        'idle database connection failed',
+      );
+  };
+  pool.on('error', onIdleError);
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   // Writes nobody is promised (log chunks, started marks) commit without waiting
   // for the WAL flush, on connections of their own; see TaskQueries.applyProgress.
@@ -52,9 +62,8 @@ export function createStore(options: StoreOptions): Store {
     application_name: 'agent-platform-progress',
     options: '-c synchronous_commit=off',
   });
-  relaxedPool.on('error', (err) => options.logger.warn({ err }, 'idle database connection failed'));
+  relaxedPool.on('error', onIdleError);
   const relaxedDb = new Kysely<Database>({ dialect: new PostgresDialect({ pool: relaxedPool }) });
-  let closed = false;
   return {
     db,
     pool,
