@@ -234,6 +234,26 @@ interface ErrorBody {
   error?: { code?: unknown; message?: unknown };
 }
 
+test('numeric query parameters that coerce to Infinity are a 400, not a 500 (found by the property below)', async () => {
+  for (const url of [
+    '/api/v1/agents?limit=1e309',
+    '/api/v1/agents?limit=Infinity',
+    '/api/v1/tasks?limit=-1e309',
+    `/api/v1/tasks/${realTaskId}/logs?since_seq=1e400`,
+  ]) {
+    const res = await platform.api.inject({ method: 'GET', url, headers: AUTH_HEADERS });
+    assert.equal(res.statusCode, 400, `${url}: ${res.body}`);
+    assert.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'VALIDATION_FAILED');
+  }
+  // Plain numbers still work.
+  const ok = await platform.api.inject({
+    method: 'GET',
+    url: '/api/v1/agents?limit=5',
+    headers: AUTH_HEADERS,
+  });
+  assert.equal(ok.statusCode, 200);
+});
+
 test('every REST route answers random and malformed requests with a 4xx envelope, never a 5xx', async () => {
   const seen = new Map<number, number>();
   const mutating: string[] = [];
