@@ -362,34 +362,27 @@ export const taskRoutes =
         },
       },
       async (req, reply) => {
-        const task = await tasks.get(req.params.task_id);
+        const taskId = req.params.task_id;
         const { since_seq, limit } = req.query;
         const follow = req.query.follow === '1' || req.query.follow === 'true';
         if (!follow) {
-          const logs = await tasks.logs(task.task_id, since_seq, limit);
+          // One read: TASK_NOT_FOUND, or the state and the chunks.
+          const page = await tasks.followRead(taskId, since_seq, limit);
           return {
-            task_id: task.task_id,
-            status: task.status,
-            logs: logs.map((l) => ({
+            task_id: taskId,
+            status: page.status,
+            logs: page.logs.map((l) => ({
               seq: l.seq,
               stream: l.stream,
               output: l.output,
               timestamp: l.ts.toISOString(),
             })),
-            next_seq: logs.at(-1)?.seq ?? since_seq,
+            next_seq: page.logs.at(-1)?.seq ?? since_seq,
           };
         }
 
         // Server-sent events: replay from since_seq, then follow. Woken at once by
         // this process's writes, and by a poll for writes made by other processes.
-        reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-        });
         let seq = since_seq;
         let closed = false;
         let wake: (() => void) | undefined;
@@ -398,11 +391,27 @@ export const taskRoutes =
         let changed = false;
         const onTask = (id: string, kind?: TaskEventKind) => {
           // Dispatched / started change nothing a follower shows: only output and the end do.
-          if (id !== task.task_id || kind === 'progress') return;
+          if (id !== taskId || kind === 'progress') return;
           changed = true;
           wake?.();
         };
+        // Listening before the first read, which is also the loop's first: no change falls between.
         tasks.events.on('task', onTask);
+        let read: Awaited<ReturnType<TaskService['followRead']>> | undefined;
+        try {
+          read = await tasks.followRead(taskId, seq, 1000);
+        } catch (err) {
+          tasks.events.off('task', onTask); // TASK_NOT_FOUND before any byte is sent: a plain 404
+          throw err;
+        }
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        });
         req.raw.on('close', () => {
           closed = true;
           wake?.();
@@ -410,9 +419,13 @@ export const taskRoutes =
         const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
         try {
           while (!closed) {
-            changed = false;
-            const current = await tasks.followRead(task.task_id, seq, 1000);
-            if (!current) break; // deleted under us
+            // `changed` is cleared just before a read, so one arriving during it is kept.
+            let current = read;
+            read = undefined;
+            if (!current) {
+              changed = false;
+              current = await tasks.followRead(taskId, seq, 1000);
+            }
             const logs = current.logs;
             for (const l of logs) {
               const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
@@ -424,7 +437,7 @@ export const taskRoutes =
               // Status and logs come from one snapshot, and a terminal task's logs are all
               // stored before its status changes, so nothing is left behind.
               const end = {
-                task_id: task.task_id,
+                task_id: taskId,
                 status: current.status,
                 exit_code: current.exitCode,
                 error: current.error,

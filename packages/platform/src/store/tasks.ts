@@ -180,11 +180,6 @@ export interface TaskQueries {
   /** Stores log chunks of tasks that belong to the reporting agent; duplicates are ignored. */
   insertLogs(logs: LogRecord[]): Promise<void>;
   markLogsDropped(taskIds: string[]): Promise<void>;
-  logs(
-    taskId: string,
-    sinceSeq: number,
-    limit: number,
-  ): Promise<{ seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[]>;
   /**
    * What a log follower needs, in one statement (one snapshot): the task's state
    * and its chunks after `sinceSeq`. A terminal state read this way comes with
@@ -579,18 +574,6 @@ export function createTaskQueries(
     async markLogsDropped(taskIds) {
       if (taskIds.length === 0) return;
       await db.updateTable('tasks').set({ logs_dropped: true }).where('task_id', 'in', taskIds).execute();
-    },
-
-    async logs(taskId, sinceSeq, limit) {
-      const rows = await db
-        .selectFrom('task_logs')
-        .select(['seq', 'stream', 'output', 'ts'])
-        .where('task_id', '=', taskId)
-        .where('seq', '>', String(sinceSeq))
-        .orderBy('seq')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ seq: Number(r.seq), stream: r.stream, output: r.output, ts: r.ts }));
     },
 
     async followRead(taskId, sinceSeq, limit) {

@@ -73,9 +73,12 @@ export interface TaskService {
   get(taskId: string): Promise<TaskRow>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   cancel(taskId: string, reason: string): Promise<TaskRow>;
-  logs(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['logs']>;
-  /** State and chunks after `sinceSeq` in one read (see the store's followRead). */
-  followRead(taskId: string, sinceSeq: number, limit: number): ReturnType<Store['tasks']['followRead']>;
+  /** State and chunks after `sinceSeq` in one read (see the store's followRead); TASK_NOT_FOUND if none. */
+  followRead(
+    taskId: string,
+    sinceSeq: number,
+    limit: number,
+  ): Promise<NonNullable<Awaited<ReturnType<Store['tasks']['followRead']>>>>;
   /** Emits `task` (task id, TaskEventKind) when its logs or state changed on this process. */
   readonly events: EventEmitter;
   readonly handlers: SessionHandlers;
@@ -173,17 +176,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
    * the agent's stream does either.)
    */
   function withAgentLock<T>(agentId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = agentLocks.get(agentId) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const settled = next.catch(() => undefined);
-    agentLocks.set(agentId, settled);
-    void settled.then(() => {
-      if (agentLocks.get(agentId) === settled) agentLocks.delete(agentId);
-    });
-    return next;
+    return withAgentsLock([agentId], fn);
   }
 
-  /** withAgentLock for several agents at once (the claim of a batch). */
+  /** The lock of withAgentLock, for several agents at once (the claim of a batch). */
   function withAgentsLock<T>(agentIds: string[], fn: () => Promise<T>): Promise<T> {
     const prev = Promise.all(agentIds.map((id) => agentLocks.get(id) ?? Promise.resolve()));
     const next = prev.then(fn, fn);
@@ -528,10 +524,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         }
       }
     },
-    async logs(taskId, sinceSeq, limit) {
-      return store.tasks.logs(taskId, sinceSeq, limit);
+    async followRead(taskId, sinceSeq, limit) {
+      const r = UUID.test(taskId) ? await store.tasks.followRead(taskId, sinceSeq, limit) : undefined;
+      if (!r) throw new PlatformError('TASK_NOT_FOUND', `task ${taskId.slice(0, 64)} not found`);
+      return r;
     },
-    followRead: (taskId, sinceSeq, limit) => store.tasks.followRead(taskId, sinceSeq, limit),
     async start() {
       await listen().catch((err: unknown) =>
         logger.warn({ err }, 'LISTEN failed; dispatch relies on polling'),
