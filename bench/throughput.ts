@@ -31,6 +31,8 @@ const CLIENTS = 16;
 interface Cpu {
   platform: number;
   agents: number;
+  /** The agents' Node processes alone (the rest of `agents`: spawn helpers and task processes). */
+  agentNode: number;
   postgres: number;
   client: number;
   machine: number;
@@ -62,6 +64,7 @@ async function run(agents: number): Promise<RunResult> {
       return {
         platform: cpuSecondsOf([cluster.platform.pid]),
         agents: cluster.agents.reduce((sum, a) => sum + treeCpuSeconds(a.pid), 0),
+        agentNode: cpuSecondsOf(cluster.agents.map((a) => a.pid)),
         postgres: cpuSecondsOf(await pgPids()),
         client: (u.user + u.system) / 1e6,
         machine: machineCpu().busy,
@@ -104,6 +107,7 @@ async function run(agents: number): Promise<RunResult> {
       const cpu: Cpu = {
         platform: per('platform'),
         agents: per('agents'),
+        agentNode: per('agentNode'),
         postgres: per('postgres'),
         client: per('client'),
         machine: per('machine'),
@@ -135,7 +139,7 @@ for (const n of AGENT_COUNTS) {
     `${round((100 * r.rate) / bare, 0)} %`,
     round(r.p50, 1),
     round(r.p99, 1),
-    `${r.cpu.platform} / ${r.cpu.agents} / ${r.cpu.postgres} / ${r.cpu.client} / ${r.cpu.machine}`,
+    `${r.cpu.platform} / ${r.cpu.agents} (${r.cpu.agentNode} + ${round(r.cpu.agents - r.cpu.agentNode, 2)}) / ${r.cpu.postgres} / ${r.cpu.client} / ${r.cpu.machine}`,
   ]);
   json[`agents_${n}_cpu_ms_per_task`] = r.cpu;
   json[`agents_${n}_per_s`] = round(r.rate, 0);
@@ -151,7 +155,7 @@ report(
     'of bare',
     'p50 ms',
     'p99 ms',
-    'CPU ms/task: platform / agents (+ helper, tasks) / PostgreSQL / load generator / whole machine',
+    'CPU ms/task: platform / agents (their Node + spawn helpers and task processes) / PostgreSQL / load generator / whole machine',
   ],
   rows,
   { ...json, goal_ratio: 0.5 },
