@@ -68,9 +68,13 @@ export async function startCluster(
   const httpPort = await freePort();
   const http = `http://127.0.0.1:${httpPort}`;
   const env = { DATABASE_URL: db.url, AP_LOG_LEVEL: 'warn' };
+  // BENCH_NODE_ARGS: node flags for the platform and agent processes, e.g. `--cpu-prof
+  // --cpu-prof-dir=/tmp/prof` (written when a process exits on SIGTERM; see stopGracefully).
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const platform = procs.start(
     ['server', '--grpc-listen', `127.0.0.1:${grpcPort}`, '--http-listen', `127.0.0.1:${httpPort}`],
     env,
+    nodeArgs,
   );
   await waitFor('platform', async () => (await fetch(`${http}/healthz`).catch(() => undefined))?.ok, 30_000);
   const work = tempDir(`bench-${name}`);
@@ -91,6 +95,7 @@ export async function startCluster(
           ...extraAgentArgs,
         ],
         { AP_LOG_LEVEL: 'warn' },
+        nodeArgs,
       ),
     );
   }
