@@ -27,6 +27,12 @@ export interface SimAgentOptions {
   /** When false, the agent never answers task requests (to test cancel and capacity). */
   respond?: boolean;
   pendingTaskIds?: string[];
+  /**
+   * Like a real agent for a task that ends within its start-report delay: no
+   * TaskStarted, and the result says the task ran `ranMs`; the agent's clock is
+   * `skewMs` off the platform's.
+   */
+  foldStarted?: { ranMs: number; skewMs: number };
 }
 
 export interface SimAgent {
@@ -56,7 +62,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
     call.write(msg);
   };
   const finish = (taskId: string, exitCode = 0) => {
-    const now = new Date();
+    const now = new Date(Date.now() + (o.foldStarted?.skewMs ?? 0));
     send({
       message: {
         $case: 'taskResult',
@@ -68,7 +74,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
           completedAt: now,
           status: exitCode === 0 ? TaskStatus.TASK_STATUS_SUCCEEDED : TaskStatus.TASK_STATUS_FAILED,
           error: '',
-          startedAt: now,
+          startedAt: new Date(now.getTime() - (o.foldStarted?.ranMs ?? 0)),
           stdoutBytes: 3,
           stderrBytes: 0,
           stdoutTruncated: false,
@@ -88,7 +94,8 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
         received.push(t);
         if (o.respond === false) return;
         const run = () => {
-          send({ message: { $case: 'taskStarted', value: { taskId: t.taskId, startedAt: new Date() } } });
+          if (!o.foldStarted)
+            send({ message: { $case: 'taskStarted', value: { taskId: t.taskId, startedAt: new Date() } } });
           for (let i = 0; i < (o.lines ?? 1); i++) {
             const seq = (seqs.get(t.taskId) ?? 0) + 1;
             seqs.set(t.taskId, seq);

@@ -172,6 +172,31 @@ test('output arrives as taskLog messages in seq order, both streams interleaved'
   const lastLogAt = link.sent.findLastIndex((m) => m.message?.$case === 'taskLog');
   assert.ok(lastLogAt < resultAt);
   assert.deepEqual(link.started(), ['t-logs']);
+  // The platform hears that it runs before its first output, well within the delay.
+  const startedAt = link.sent.findIndex((m) => m.message?.$case === 'taskStarted');
+  const firstLogAt = link.sent.findIndex((m) => m.message?.$case === 'taskLog');
+  assert.ok(startedAt >= 0 && startedAt < firstLogAt, `started at ${startedAt}, first log at ${firstLogAt}`);
+});
+
+test('a task that ends within the start-report delay sends no TaskStarted; its result says when it started', async () => {
+  const s = await setup();
+  const link = fakeLink();
+  s.runner.onReady(link);
+  const before = Date.now();
+  s.runner.onMessage(request('t-quick', 'true'), link);
+  s.runner.onMessage(request('t-slow', 'sleep 0.3'), link);
+  await waitFor('results', () => link.results().length === 2);
+  await sleep(50); // a stray timer would have fired by now
+  assert.deepEqual(link.started(), ['t-slow'], 'only the task that outlived the delay');
+  const quick = link.results().find((r) => r.taskId === 't-quick');
+  assert.ok(quick?.startedAt && quick.completedAt, 'start and end times in the result');
+  assert.ok(quick.startedAt.getTime() >= before - 5 && quick.startedAt <= quick.completedAt);
+  // The slow one was reported within the delay's order of magnitude, long before it ended.
+  const startedIdx = link.sent.findIndex((m) => m.message?.$case === 'taskStarted');
+  const slowResultIdx = link.sent.findIndex(
+    (m) => m.message?.$case === 'taskResult' && m.message.value.taskId === 't-slow',
+  );
+  assert.ok(startedIdx < slowResultIdx);
 });
 
 test('a result is re-sent at every onReady until the platform acknowledges it', async () => {

@@ -42,6 +42,13 @@ export interface TaskRunnerOptions {
   defaultKillGraceSeconds?: number;
   /** How long close() waits for the platform to acknowledge the last results, ms; default 2,000. */
   closeAckTimeoutMs?: number;
+  /**
+   * How long after its spawn a task's TaskStarted waits, ms; default 20. A task
+   * that ends sooner sends none: its TaskResult carries the start time, which
+   * saves a message each way and a database write per short task. Its first
+   * output, or this delay, sends it. 0 = at once.
+   */
+  startedReportDelayMs?: number;
 }
 
 /** The connection's handlers, plus an orderly stop. */
@@ -139,6 +146,10 @@ interface ActiveTask {
   startedAt?: Date;
   /** A taskCancel arrived for it. */
   canceled?: boolean;
+  /** TaskStarted went out (on some link). */
+  startedSent?: boolean;
+  /** Sends TaskStarted after startedReportDelayMs unless the result or output came first. */
+  startedTimer?: NodeJS.Timeout;
 }
 
 export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
@@ -146,6 +157,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   const log = options.logger ?? pino({ level: 'silent' });
   const defaultKillGrace = options.defaultKillGraceSeconds ?? 5;
   const closeAckTimeoutMs = options.closeAckTimeoutMs ?? 2000;
+  const startedDelayMs = options.startedReportDelayMs ?? 20;
 
   let link: ServerLink | undefined;
   let closing = false;
@@ -178,6 +190,15 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     const tracked = p.catch((err: unknown) => log.error({ err }, 'task handling failed'));
     inflight.add(tracked);
     void tracked.finally(() => inflight.delete(tracked));
+  };
+
+  /** TaskStarted for a task still running here, once. */
+  const reportStarted = (taskId: string, entry: ActiveTask): void => {
+    clearTimeout(entry.startedTimer);
+    entry.startedTimer = undefined;
+    if (entry.startedSent || !entry.startedAt || active.get(taskId) !== entry) return;
+    entry.startedSent = true;
+    send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
   };
 
   const sendResult = (result: TaskResult) => send({ message: { $case: 'taskResult', value: result } });
@@ -246,12 +267,15 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       sendResult(notRunResult(taskId, `agent cannot record the task in its journal: ${describe(err)}`));
     };
     let task: RunningTask;
+    let entry: ActiveTask | undefined;
     try {
       task = executor.start(
         spec,
         (chunk) => {
           const l = link;
           if (!l) return; // logs are best effort; the result keeps head and tail
+          // The platform hears that the task runs before it hears its output.
+          if (entry && !entry.startedSent) reportStarted(taskId, entry);
           l.send({
             message: {
               $case: 'taskLog',
@@ -284,13 +308,15 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       return;
     }
     // From here a taskCancel reaches the task; one before the spawn means it never runs.
-    const entry: ActiveTask = { task };
-    active.set(taskId, entry);
+    const current: ActiveTask = { task };
+    entry = current;
+    active.set(taskId, current);
     try {
       await accepted;
     } catch (err) {
       // The executor will not spawn it. Out of `active` first: no TaskStarted for it.
       active.delete(taskId);
+      clearTimeout(current.startedTimer);
       task.cancel('not journaled');
       await task.result;
       notJournaled(err);
@@ -299,13 +325,16 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     tlog.debug('task accepted');
     void task.started.then((startedAt) => {
       // Canceled before its process existed: it never ran, so it never started.
-      if (entry.canceled && !task.spawned) return;
-      entry.startedAt = startedAt;
-      if (active.get(taskId) === entry)
-        send({ message: { $case: 'taskStarted', value: { taskId, startedAt } } });
+      if (current.canceled && !task.spawned) return;
+      current.startedAt = startedAt;
+      if (active.get(taskId) !== current || current.startedSent) return;
+      if (startedDelayMs <= 0) reportStarted(taskId, current);
+      else current.startedTimer = setTimeout(() => reportStarted(taskId, current), startedDelayMs);
     });
     const r = await task.result;
     active.delete(taskId);
+    // Ended within the delay: the result says when it started.
+    clearTimeout(current.startedTimer);
     tlog.debug({ status: r.status, exit_code: r.exitCode }, 'task finished');
     await finish(toTaskResult(r));
   }
@@ -323,6 +352,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   async function resendAll(l: ServerLink): Promise<void> {
     // The platform may have missed TaskStarted while we were disconnected.
     for (const [taskId, entry] of active) {
+      if (!entry.startedSent) continue; // its timer (or output, or result) reports it
       if (entry.startedAt)
         l.send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
     }

@@ -118,7 +118,7 @@ export function taskRequestFromRow(r: TaskRow): TaskRequest {
   };
 }
 
-function resultRecord(agentId: string, r: TaskResult): ResultRecord | undefined {
+function resultRecord(agentId: string, r: TaskResult, now = new Date()): ResultRecord | undefined {
   const status = taskStatusToName(r.status);
   if (!UUID.test(r.taskId)) return undefined;
   return {
@@ -144,9 +144,15 @@ function resultRecord(agentId: string, r: TaskResult): ResultRecord | undefined 
       mechanism: pgText(l.mechanism, 32),
       value: l.value,
     })),
-    startedAt: r.startedAt ?? null,
-    // Times of record are the platform's: agents' clocks drift.
-    completedAt: new Date(),
+    // Times of record are the platform's: agents' clocks drift. A task that ended
+    // before its agent reported its start (agents fold TaskStarted into the result
+    // of short tasks) started the agent's measured run time before now.
+    startedAt: r.startedAt
+      ? new Date(
+          now.getTime() - Math.max(0, (r.completedAt?.getTime() ?? now.getTime()) - r.startedAt.getTime()),
+        )
+      : null,
+    completedAt: now,
   };
 }
 

@@ -117,6 +117,26 @@ test('a task created through one process reaches an agent on the other and its r
   await waitFor('result acknowledged', async () => agent.acks.includes(done.task_id));
 });
 
+test('a result with no TaskStarted before it: started_at is the agent-measured run time before completed_at, on the platform clock', async () => {
+  // The agent's clock is an hour ahead: its times must not be stored as they are.
+  const agent = sim(a, { lines: 0, foldStarted: { ranMs: 250, skewMs: 3_600_000 } });
+  await agent.ready;
+  const created = await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+    agent_id: agent.agentId,
+    type: 'shell',
+    script: 'true',
+    timeout: 30,
+  });
+  const done = await waitFor('terminal task', async () =>
+    terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${created.body.task_id}`)).body),
+  );
+  assert.equal(done.status, 'succeeded');
+  const started = Date.parse(done.started_at ?? '');
+  const completed = Date.parse(done.completed_at ?? '');
+  assert.equal(completed - started, 250);
+  assert.ok(completed - Date.now() < 60_000, 'the platform clock, not the agent one');
+});
+
 test('two processes never send one task twice: 200 tasks, each received exactly once', async () => {
   const agent = sim(a, { capacity: 20 });
   await agent.ready;
