@@ -267,7 +267,6 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       sendResult(notRunResult(taskId, `agent cannot record the task in its journal: ${describe(err)}`));
     };
     let task: RunningTask;
-    let entry: ActiveTask | undefined;
     try {
       task = executor.start(
         spec,
@@ -275,6 +274,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
           const l = link;
           if (!l) return; // logs are best effort; the result keeps head and tail
           // The platform hears that the task runs before it hears its output.
+          const entry = active.get(taskId);
           if (entry && !entry.startedSent) reportStarted(taskId, entry);
           l.send({
             message: {
@@ -309,7 +309,6 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     }
     // From here a taskCancel reaches the task; one before the spawn means it never runs.
     const current: ActiveTask = { task };
-    entry = current;
     active.set(taskId, current);
     try {
       await accepted;
