@@ -33,6 +33,8 @@ export interface SimAgentOptions {
    * `skewMs` off the platform's.
    */
   foldStarted?: { ranMs: number; skewMs: number };
+  /** The result says which seq its last chunk had, as a real agent's does; default true. */
+  reportLastSeq?: boolean;
 }
 
 export interface SimAgent {
@@ -81,6 +83,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
           stderrTruncated: false,
           limitsEnforced: [],
           signal: '',
+          lastSeq: o.reportLastSeq === false ? undefined : (seqs.get(taskId) ?? 0),
         },
       },
     });

@@ -141,6 +141,11 @@ export class OutputCapture {
   private readonly outbox: OutputChunk[] = [];
   private delivering = false;
   private seq = 0;
+
+  /** Seq of the last chunk made (0: none). */
+  get lastSeq(): number {
+    return this.seq;
+  }
   private idleWaiters: Array<() => void> = [];
 
   constructor(private readonly options: OutputCaptureOptions) {

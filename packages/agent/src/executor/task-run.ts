@@ -644,6 +644,7 @@ export class TaskRun {
       stdoutTruncated: stdout.truncated,
       stderrTruncated: stderr.truncated,
       limitsEnforced: [...this.limitsEnforced],
+      lastSeq: this.capture.lastSeq,
     };
     return result;
   }

@@ -80,6 +80,8 @@ export interface ExecResult {
   stdoutTruncated: boolean;
   stderrTruncated: boolean;
   limitsEnforced: EnforcedLimit[];
+  /** Seq of the last output chunk handed to the consumer; 0 = none. */
+  lastSeq: number;
 }
 
 /** Handle to a started (or queued) task. */

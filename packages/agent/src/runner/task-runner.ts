@@ -88,6 +88,7 @@ export function notRunResult(
     stderrTruncated: false,
     limitsEnforced: [],
     signal: '',
+    lastSeq: 0,
   };
 }
 
@@ -108,6 +109,7 @@ export function toTaskResult(r: ExecResult): TaskResult {
     stderrTruncated: r.stderrTruncated,
     limitsEnforced: r.limitsEnforced.map((l) => ({ name: l.name, mechanism: l.mechanism, value: l.value })),
     signal: r.signal,
+    lastSeq: r.lastSeq,
   };
 }
 

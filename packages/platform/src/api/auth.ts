@@ -26,6 +26,8 @@ declare module 'fastify' {
     principal: Principal | null;
     /** Set by a route that committed its own audit row with its change (see auditEntry). */
     audited: boolean;
+    /** The audit row's target when the answer does not name it (a stream, say). */
+    auditTarget: string | null;
   }
   interface FastifyContextConfig {
     /** The least role allowed to call the route. */
@@ -202,6 +204,7 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
 
   app.decorateRequest('principal', null);
   app.decorateRequest('audited', false);
+  app.decorateRequest('auditTarget', null);
 
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0] ?? '';
@@ -224,7 +227,11 @@ export function installAuth(app: FastifyInstance, options: ApiAuthOptions): ApiA
     if (READ_METHODS.has(req.method) || req.audited) return Promise.resolve();
     const path = req.url.split('?')[0] ?? '';
     if (PUBLIC_PATHS.has(path)) return Promise.resolve();
-    const target = targetFromParams(req.params) ?? (status < 300 ? targetFromPayload(payload) : null) ?? null;
+    const target =
+      req.auditTarget ??
+      targetFromParams(req.params) ??
+      (status < 300 ? targetFromPayload(payload) : null) ??
+      null;
     return audit.write({ ...auditEntry(req, status), target });
   }
 

@@ -4,7 +4,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TERMINAL_STATUSES, type TaskStatusName } from '@agent-platform/protocol';
 import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
-import type { TaskEventKind, TaskService } from '../tasks/index.js';
+import { PassThrough } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
+import type { TaskEnded, TaskEventKind, TaskService } from '../tasks/index.js';
 import { auditEntry } from './auth.js';
 import { ErrorSchema } from './schemas.js';
 import { parseLabelSelectors } from './agents.js';
@@ -179,6 +181,123 @@ function decodeTaskCursor(c: string): { createdAt: string; taskId: string } {
 
 const isTerminal = (s: string) => (TERMINAL_STATUSES as readonly string[]).includes(s);
 
+type FollowPage = Awaited<ReturnType<TaskService['followRead']>>;
+
+const FOLLOW_QUERY = Type.Optional(
+  Type.Unsafe<'0' | '1' | 'true' | 'false'>({ type: 'string', enum: ['0', '1', 'true', 'false'] }),
+);
+const isFollow = (v: string | undefined) => v === '1' || v === 'true';
+
+/** Headers of a log follow (server-sent events). */
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no',
+};
+
+/**
+ * Streams one task's logs as server-sent events until it ends: replay from a
+ * seq, then follow. It listens to the task service's events from its
+ * construction, so a change between that and its first read is never missed.
+ * Woken at once by this process's writes, and by a 250 ms poll for writes made
+ * by other processes. A result stored by this process ends the stream from
+ * memory when the follower has already sent the task's last chunk.
+ */
+class TaskFollower {
+  private closed = false;
+  private wake: (() => void) | undefined;
+  /** Set by a change that arrives while a read runs, so it is not slept through until the poll. */
+  private changed = false;
+  private ended: TaskEnded | undefined;
+  private readonly onTask = (id: string, kind?: TaskEventKind, end?: TaskEnded) => {
+    // Dispatched / started change nothing a follower shows: only output and the end do.
+    if (id !== this.taskId || kind === 'progress') return;
+    if (end) this.ended = end;
+    this.changed = true;
+    this.wake?.();
+  };
+
+  constructor(
+    private readonly tasks: TaskService,
+    private readonly taskId: string,
+  ) {
+    tasks.events.on('task', this.onTask);
+  }
+
+  /** The client went away. */
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  /**
+   * Writes `log` events after `seq`, then `end`. `first` is a page read after
+   * construction (or known to be true then); without it the loop reads first.
+   * Never throws; stops listening when done.
+   */
+  async run(
+    out: { write(chunk: string): unknown },
+    seq: number,
+    first: FollowPage | undefined,
+    log: FastifyBaseLogger,
+  ): Promise<void> {
+    const ping = setInterval(() => out.write(': ping\n\n'), 15_000);
+    let read = first;
+    try {
+      while (!this.closed) {
+        let current = read;
+        read = undefined;
+        if (!current) {
+          const e = this.ended;
+          if (e && e.lastSeq !== null && seq >= e.lastSeq) {
+            // Stored here, and every chunk it wrote is already out: nothing to read.
+            out.write(endEvent(this.taskId, e.status, e.exitCode, e.error));
+            return;
+          }
+          // `changed` is cleared just before a read, so one arriving during it is kept.
+          this.changed = false;
+          current = await this.tasks.followRead(this.taskId, seq, 1000);
+        }
+        for (const l of current.logs) {
+          const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
+          out.write(`event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`);
+          seq = l.seq;
+        }
+        if (current.logs.length === 1000) continue;
+        if (isTerminal(current.status)) {
+          // Status and logs come from one snapshot, and a terminal task's logs are all
+          // stored before its status changes, so nothing is left behind.
+          out.write(endEvent(this.taskId, current.status, current.exitCode, current.error));
+          return;
+        }
+        if (this.changed) continue;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 250);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    } catch (err) {
+      log.warn({ err }, 'log follow failed');
+    } finally {
+      clearInterval(ping);
+      this.stop();
+    }
+  }
+
+  stop(): void {
+    this.tasks.events.off('task', this.onTask);
+  }
+}
+
+function endEvent(taskId: string, status: string, exitCode: number | null, error: string | null): string {
+  return `event: end\ndata: ${JSON.stringify({ task_id: taskId, status, exit_code: exitCode, error })}\n\n`;
+}
+
 export const taskRoutes =
   (tasks: TaskService): FastifyPluginAsyncTypebox =>
   async (app) => {
@@ -188,11 +307,14 @@ export const taskRoutes =
       '/api/v1/tasks',
       {
         schema: {
-          summary: 'Create a task',
+          summary:
+            'Create a task; with follow=1 the answer is a server-sent event stream: a `task` event ' +
+            '(the task), its `log` events as they happen, and `end`',
           tags: ['tasks'],
           headers: Type.Object({
             'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
           }),
+          querystring: Type.Object({ follow: FOLLOW_QUERY }),
           body: CreateTaskBody,
           response: { 200: TaskSchema, 201: TaskSchema, 400: ErrorSchema, 404: ErrorSchema },
         },
@@ -205,7 +327,25 @@ export const taskRoutes =
         );
         // A repeat (200) wrote nothing, so onSend audits it as usual.
         if (created) req.audited = true;
-        return reply.status(created ? 201 : 200).send(taskToJson(task));
+        if (!isFollow(req.query.follow)) return reply.status(created ? 201 : 200).send(taskToJson(task));
+        // Create and follow in one call. Listening starts in the same turn of the event
+        // loop as the create's send to the agent, before any answer of it can be read:
+        // a new task has no output yet, so it needs no first read either.
+        const follower = new TaskFollower(tasks, task.task_id);
+        const first: FollowPage | undefined = created
+          ? { status: task.status, exitCode: null, error: null, logs: [] }
+          : undefined;
+        const stream = new PassThrough();
+        stream.write(`event: task\ndata: ${JSON.stringify(taskToJson(task))}\n\n`);
+        req.raw.on('close', () => follower.close());
+        void follower.run(stream, 0, first, req.log).finally(() => stream.end());
+        req.auditTarget = `task:${task.task_id}`;
+        // Fastify sends a Readable as it is (onSend hooks, so the audit, still run first);
+        // the route's response types describe only its JSON answers.
+        return reply
+          .status(created ? 201 : 200)
+          .headers(SSE_HEADERS)
+          .send(stream as unknown as TaskJson);
       },
     );
 
@@ -343,12 +483,7 @@ export const taskRoutes =
           querystring: Type.Object({
             since_seq: Type.Integer({ minimum: 0, default: 0 }),
             limit: Type.Integer({ minimum: 1, maximum: 10000, default: 1000 }),
-            follow: Type.Optional(
-              Type.Unsafe<'0' | '1' | 'true' | 'false'>({
-                type: 'string',
-                enum: ['0', '1', 'true', 'false'],
-              }),
-            ),
+            follow: FOLLOW_QUERY,
           }),
           response: {
             200: Type.Object({
@@ -364,8 +499,7 @@ export const taskRoutes =
       async (req, reply) => {
         const taskId = req.params.task_id;
         const { since_seq, limit } = req.query;
-        const follow = req.query.follow === '1' || req.query.follow === 'true';
-        if (!follow) {
+        if (!isFollow(req.query.follow)) {
           // One read: TASK_NOT_FOUND, or the state and the chunks.
           const page = await tasks.followRead(taskId, since_seq, limit);
           return {
@@ -381,87 +515,22 @@ export const taskRoutes =
           };
         }
 
-        // Server-sent events: replay from since_seq, then follow. Woken at once by
-        // this process's writes, and by a poll for writes made by other processes.
-        let seq = since_seq;
-        let closed = false;
-        let wake: (() => void) | undefined;
-        // Set by a change that arrives while the loop is reading, so that change is not
-        // slept through until the next poll.
-        let changed = false;
-        const onTask = (id: string, kind?: TaskEventKind) => {
-          // Dispatched / started change nothing a follower shows: only output and the end do.
-          if (id !== taskId || kind === 'progress') return;
-          changed = true;
-          wake?.();
-        };
-        // Listening before the first read, which is also the loop's first: no change falls between.
-        tasks.events.on('task', onTask);
-        let read: Awaited<ReturnType<TaskService['followRead']>> | undefined;
+        // Server-sent events: replay from since_seq, then follow. Listening before the
+        // first read: no change falls between.
+        const follower = new TaskFollower(tasks, taskId);
+        let first: FollowPage;
         try {
-          read = await tasks.followRead(taskId, seq, 1000);
+          first = await tasks.followRead(taskId, since_seq, 1000);
         } catch (err) {
-          tasks.events.off('task', onTask); // TASK_NOT_FOUND before any byte is sent: a plain 404
+          follower.stop(); // TASK_NOT_FOUND before any byte is sent: a plain 404
           throw err;
         }
         reply.hijack();
         const res = reply.raw;
-        res.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-          'x-accel-buffering': 'no',
-        });
-        req.raw.on('close', () => {
-          closed = true;
-          wake?.();
-        });
-        const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
-        try {
-          while (!closed) {
-            // `changed` is cleared just before a read, so one arriving during it is kept.
-            let current = read;
-            read = undefined;
-            if (!current) {
-              changed = false;
-              current = await tasks.followRead(taskId, seq, 1000);
-            }
-            const logs = current.logs;
-            for (const l of logs) {
-              const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
-              res.write(`event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`);
-              seq = l.seq;
-            }
-            if (logs.length === 1000) continue;
-            if (isTerminal(current.status)) {
-              // Status and logs come from one snapshot, and a terminal task's logs are all
-              // stored before its status changes, so nothing is left behind.
-              const end = {
-                task_id: taskId,
-                status: current.status,
-                exit_code: current.exitCode,
-                error: current.error,
-              };
-              res.write(`event: end\ndata: ${JSON.stringify(end)}\n\n`);
-              break;
-            }
-            if (changed) continue;
-            await new Promise<void>((resolve) => {
-              const t = setTimeout(resolve, 250);
-              wake = () => {
-                clearTimeout(t);
-                resolve();
-              };
-            });
-            wake = undefined;
-          }
-        } catch (err) {
-          req.log.warn({ err }, 'log follow failed');
-        } finally {
-          clearInterval(ping);
-          tasks.events.off('task', onTask);
-          res.end();
-        }
+        res.writeHead(200, SSE_HEADERS);
+        req.raw.on('close', () => follower.close());
+        await follower.run(res, since_seq, first, req.log);
+        res.end();
       },
     );
   };

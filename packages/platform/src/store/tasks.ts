@@ -63,6 +63,8 @@ export interface ResultRecord {
   limitsEnforced: EnforcedLimitJson[];
   startedAt: Date | null;
   completedAt: Date;
+  /** The agent's seq of the task's last output chunk (0: none); null if the agent did not say. Not stored. */
+  lastSeq?: number | null;
 }
 
 export interface LogRecord {

@@ -21,6 +21,18 @@ import type { LogRecord, ResultRecord, StartedMark, Store } from '../store/index
  */
 export type TaskEventKind = 'output' | 'progress';
 
+/**
+ * Sent with the `output` event of a result this process just stored: what a
+ * log follower's `end` event says, and the seq of the task's last chunk (null:
+ * unknown), so a follower that has it ends without reading the task again.
+ */
+export interface TaskEnded {
+  status: string;
+  exitCode: number | null;
+  error: string | null;
+  lastSeq: number | null;
+}
+
 export interface EventWriterOptions {
   store: Store;
   logger: Logger;
@@ -37,7 +49,10 @@ export interface EventWriter {
   log(record: LogRecord): void;
   /** Resolves once the result is stored (or found late/duplicate); reject means retry later. */
   result(record: ResultRecord): Promise<void>;
-  /** Emits `task` (task id, {@link TaskEventKind}) whenever its logs or state changed on this process. */
+  /**
+   * Emits `task` (task id, {@link TaskEventKind}, and for a result stored here
+   * {@link TaskEnded}) whenever its logs or state changed on this process.
+   */
   readonly events: EventEmitter;
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -112,6 +127,7 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
     if (batchLogs.length + batchStarted.length + batchResults.length + batchDropped.length === 0) return;
     /** Task id -> what changed: new output or a terminal state ('output'), else 'progress'. */
     const touched = new Map<string, TaskEventKind>();
+    const ended = new Map<string, TaskEnded>();
     try {
       // One transaction, committed without waiting for the WAL flush: a result
       // (synchronous) flushes it along, and none of it is promised to anyone.
@@ -130,6 +146,16 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
       try {
         const changed = await store.tasks.applyResults(batchResults.map((r) => r.record));
         for (const id of changed) touched.set(id, 'output');
+        const applied = new Set(changed);
+        for (const { record: r } of batchResults) {
+          if (applied.has(r.taskId))
+            ended.set(r.taskId, {
+              status: r.status,
+              exitCode: r.exitCode,
+              error: r.error,
+              lastSeq: r.lastSeq ?? null,
+            });
+        }
         for (const r of batchResults) {
           logBytes.delete(r.record.taskId);
           dropped.delete(r.record.taskId);
@@ -142,7 +168,7 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
         for (const r of batchResults) r.reject(err);
       }
     }
-    for (const [id, kind] of touched) events.emit('task', id, kind);
+    for (const [id, kind] of touched) events.emit('task', id, kind, ended.get(id));
   }
 
   function flush(): Promise<void> {

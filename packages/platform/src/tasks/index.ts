@@ -5,4 +5,4 @@ export {
   type TaskServiceOptions,
 } from './task-service.js';
 export { validateNewTask, TASK_LIMITS, type CreateTaskInput } from './validate.js';
-export { createEventWriter, type EventWriter, type TaskEventKind } from './event-writer.js';
+export { createEventWriter, type EventWriter, type TaskEventKind, type TaskEnded } from './event-writer.js';

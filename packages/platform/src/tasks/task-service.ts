@@ -153,6 +153,7 @@ function resultRecord(agentId: string, r: TaskResult, now = new Date()): ResultR
         )
       : null,
     completedAt: now,
+    lastSeq: r.lastSeq !== undefined && Number.isSafeInteger(r.lastSeq) && r.lastSeq >= 0 ? r.lastSeq : null,
   };
 }
 

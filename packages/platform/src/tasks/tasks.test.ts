@@ -477,6 +477,81 @@ test('logs follow (SSE) replays, follows live and ends with the task', async () 
   assert.match(end, /"status":"succeeded"/);
 });
 
+test('create with follow=1: one call answers the task, its logs live and its end; a repeat replays them', async () => {
+  for (const [lines, reportLastSeq] of [
+    [3, true],
+    [0, true],
+    [3, false],
+    [0, false],
+  ] as const) {
+    const agent = sim(a, { lines, runMs: 200, reportLastSeq });
+    await agent.ready;
+    // Count the follower's reads: with the agent's last seq, the end comes from memory.
+    let reads = 0;
+    const followRead = a.tasks.followRead.bind(a.tasks);
+    (a.tasks as { followRead: typeof followRead }).followRead = (...args) => {
+      reads++;
+      return followRead(...args);
+    };
+    const key = `follow-${lines}-${String(reportLastSeq)}`;
+    const post = () =>
+      fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks?follow=1`, {
+        method: 'POST',
+        headers: { ...AUTH_HEADERS, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify({ agent_id: agent.agentId, type: 'shell', script: 'true' }),
+      });
+    const events = (text: string) =>
+      text
+        .split('\n\n')
+        .filter((e) => e.startsWith('event:'))
+        .map((e) => ({ event: /^event: (\w+)/.exec(e)?.[1], data: /\ndata: (.*)$/m.exec(e)?.[1] ?? '' }));
+    try {
+      const res = await post();
+      assert.equal(res.status, 201);
+      assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
+      const ev = events(await res.text());
+      const expected = ['task', ...Array.from({ length: lines }, () => 'log'), 'end'];
+      assert.deepEqual(
+        ev.map((e) => e.event),
+        expected,
+      );
+      const task = JSON.parse(ev[0]?.data ?? '{}') as TaskJson;
+      assert.equal(task.agent_id, agent.agentId);
+      assert.deepEqual(
+        ev.slice(1, 1 + lines).map((e) => (JSON.parse(e.data) as { seq: number }).seq),
+        Array.from({ length: lines }, (_, i) => i + 1),
+      );
+      assert.match(ev.at(-1)?.data ?? '', /"status":"succeeded"/);
+      assert.equal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${task.task_id}`)).body.status, 'succeeded');
+      // A new task needs no first read; with no output and the agent's last seq, the
+      // end comes from the stored result in memory: no read at all.
+      if (lines === 0) assert.equal(reads, reportLastSeq ? 0 : 1);
+      else assert.ok(reads >= 1, `reads ${reads}`);
+
+      // The same key again: the same task, replayed from the database, 200, and audited.
+      const again = await post();
+      assert.equal(again.status, 200);
+      const ev2 = events(await again.text());
+      assert.deepEqual(
+        ev2.map((e) => e.event),
+        expected,
+      );
+      assert.equal((JSON.parse(ev2[0]?.data ?? '{}') as TaskJson).task_id, task.task_id);
+      assert.equal(agent.received.filter((r) => r.taskId === task.task_id).length, 1);
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const audit = await c
+        .query<{ n: number }>(`select count(*)::int as n from audit_log where target = $1`, [
+          `task:${task.task_id}`,
+        ])
+        .finally(() => c.end());
+      assert.equal(audit.rows[0]?.n, 2, 'the create and the repeat');
+    } finally {
+      (a.tasks as { followRead: typeof followRead }).followRead = followRead;
+    }
+  }
+});
+
 test('tasks list is newest first with a working cursor', async () => {
   const agent = sim(a, { respond: false, capacity: 1 });
   await agent.ready;

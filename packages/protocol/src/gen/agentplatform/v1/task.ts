@@ -207,6 +207,12 @@ export interface TaskResult {
   limitsEnforced: EnforcedLimit[];
   /** Signal that ended the process, if any (for example SIGKILL). */
   signal: string;
+  /**
+   * The seq of the task's last output chunk (0: it wrote nothing). Unset by
+   * agents older than this field. A log follower that has seen this seq has
+   * every chunk, and can end without reading the database again.
+   */
+  lastSeq?: number | undefined;
 }
 
 /**
@@ -870,6 +876,7 @@ function createBaseTaskResult(): TaskResult {
     stderrTruncated: false,
     limitsEnforced: [],
     signal: '',
+    lastSeq: undefined,
   };
 }
 
@@ -916,6 +923,9 @@ export const TaskResult: MessageFns<TaskResult> = {
     }
     if (message.signal !== '') {
       writer.uint32(114).string(message.signal);
+    }
+    if (message.lastSeq !== undefined) {
+      writer.uint32(120).int64(message.lastSeq);
     }
     return writer;
   },
@@ -1045,6 +1055,14 @@ export const TaskResult: MessageFns<TaskResult> = {
             message.signal = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.lastSeq = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1109,6 +1127,11 @@ export const TaskResult: MessageFns<TaskResult> = {
           ? object.limits_enforced.map((e: any) => EnforcedLimit.fromJSON(e))
           : [],
       signal: isSet(object.signal) ? globalThis.String(object.signal) : '',
+      lastSeq: isSet(object.lastSeq)
+        ? globalThis.Number(object.lastSeq)
+        : isSet(object.last_seq)
+          ? globalThis.Number(object.last_seq)
+          : undefined,
     };
   },
 
@@ -1156,6 +1179,9 @@ export const TaskResult: MessageFns<TaskResult> = {
     if (message.signal !== '') {
       obj.signal = message.signal;
     }
+    if (message.lastSeq !== undefined) {
+      obj.lastSeq = Math.round(message.lastSeq);
+    }
     return obj;
   },
 
@@ -1178,6 +1204,7 @@ export const TaskResult: MessageFns<TaskResult> = {
     message.stderrTruncated = object.stderrTruncated ?? false;
     message.limitsEnforced = object.limitsEnforced?.map((e) => EnforcedLimit.fromPartial(e)) || [];
     message.signal = object.signal ?? '';
+    message.lastSeq = object.lastSeq ?? undefined;
     return message;
   },
 };
