@@ -199,3 +199,19 @@ test('an aborted follow stops without reconnecting', async (t) => {
   assert.deepEqual(reconnects, []);
   assert.equal(srv.seen.length, 1);
 });
+
+test('an already open stream (create-and-follow) is read first; a drop then reconnects from its last seq', async () => {
+  const { client, since } = fakeClient([() => body(log(3) + end)]);
+  const { readSse } = await import('./sse.js');
+  const got: number[] = [];
+  const result = await followTaskLogs({
+    client,
+    taskId: 't',
+    opened: readSse(body(log(1) + log(2), true)),
+    onLog: (l) => void got.push(l.seq),
+    sleep: async () => undefined,
+  });
+  assert.deepEqual(got, [1, 2, 3]);
+  assert.deepEqual(since, [2], 'one GET, from the last seq the open stream gave');
+  assert.equal(result.status, 'succeeded');
+});

@@ -7,7 +7,7 @@
  */
 import { isRetryable } from '../errors.js';
 import type { PlatformClient } from './platform-client.js';
-import { readSse } from './sse.js';
+import { readSse, type SseEvent } from './sse.js';
 import { NetworkError } from './transport.js';
 import type { LogEntry, TaskEnd } from './types.js';
 
@@ -30,6 +30,11 @@ export interface FollowLogsOptions {
   reconnectDelay?: (attempt: number) => number;
   /** Injected in unit tests. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Events of a stream already open for this task (the rest of a create-and-follow
+   * answer), read before any `logs?follow=1` request; a drop reconnects as usual.
+   */
+  opened?: AsyncIterable<SseEvent>;
 }
 
 export const defaultReconnectDelay = (attempt: number): number => Math.min(5000, 200 * 2 ** (attempt - 1));
@@ -56,10 +61,12 @@ export async function followTaskLogs(opts: FollowLogsOptions): Promise<TaskEnd> 
   const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   let lastSeq = opts.sinceSeq ?? 0;
   let attempt = 0;
+  let opened = opts.opened;
   for (;;) {
     try {
-      const body = await opts.client.openLogStream(opts.taskId, lastSeq, opts.signal);
-      for await (const ev of readSse(body)) {
+      const events = opened ?? readSse(await opts.client.openLogStream(opts.taskId, lastSeq, opts.signal));
+      opened = undefined;
+      for await (const ev of events) {
         // Reset on an event, not on connect: a stream that opens and drops at once still backs off.
         attempt = 0;
         if (ev.event === 'log') {

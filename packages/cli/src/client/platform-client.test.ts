@@ -139,6 +139,33 @@ test('log follow asks for an event stream from since_seq and yields its events',
   assert.equal(seen?.headers.authorization, 'Bearer apt_x');
 });
 
+test('create-and-follow POSTs follow=1 asking for events; an event stream is returned as a stream, JSON as the task', async (t) => {
+  let mode: 'events' | 'json' = 'events';
+  const srv = await startServer((_req, res) => {
+    if (mode === 'json') return reply(res, 201, { task_id: 't9', status: 'pending' });
+    res.writeHead(201, { 'content-type': 'text/event-stream; charset=utf-8' });
+    res.end('event: task\ndata: {"task_id":"t8"}\n\nevent: end\ndata: {}\n\n');
+  });
+  t.after(() => srv.close());
+  const client = createPlatformClient({ server: srv.url, token: 'apt_x' });
+  const body = { agent_id: 'a', type: 'shell' as const, script: 'true' };
+  const r = await client.createTaskFollow(body, 'key-2');
+  assert.ok('stream' in r);
+  const events = [];
+  for await (const ev of readSse(r.stream)) events.push(ev.event);
+  assert.deepEqual(events, ['task', 'end']);
+  const seen = srv.seen[0];
+  assert.equal(seen?.url, '/api/v1/tasks?follow=1');
+  assert.equal(seen?.method, 'POST');
+  assert.equal(seen?.headers['idempotency-key'], 'key-2');
+  assert.match(seen?.headers.accept ?? '', /text\/event-stream/);
+  assert.deepEqual(JSON.parse(seen?.body ?? ''), body);
+  // A platform that does not know follow=1 answers the task as JSON.
+  mode = 'json';
+  const j = await client.createTaskFollow(body, 'key-3');
+  assert.ok('task' in j && j.task.task_id === 't9');
+});
+
 test('an aborted request rejects with the abort, not as unreachable', async (t) => {
   const srv = await startServer(() => undefined);
   t.after(() => srv.close());

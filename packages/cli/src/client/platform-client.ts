@@ -41,6 +41,15 @@ type Query = Record<string, string | number | string[] | undefined>;
 export interface PlatformClient {
   readonly server: string;
   createTask(body: CreateTaskBody, idempotencyKey?: string): Promise<ApiResult<TaskJson>>;
+  /**
+   * Creates and follows in one call (`POST /api/v1/tasks?follow=1`): an event stream
+   * of `task` (the task), then `log`... and `end`. A platform without it answers the
+   * task as JSON: `{ task }`, to be followed with openLogStream.
+   */
+  createTaskFollow(
+    body: CreateTaskBody,
+    idempotencyKey?: string,
+  ): Promise<{ stream: AsyncIterable<Uint8Array> } | { task: TaskJson }>;
   getTask(taskId: string): Promise<ApiResult<TaskJson>>;
   listTasks(q: {
     agent_id?: string;
@@ -209,6 +218,35 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
         body,
         headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
       }),
+    async createTaskFollow(body, idempotencyKey) {
+      const res = await send('POST', '/api/v1/tasks', {
+        query: { follow: 1 },
+        body,
+        headers: {
+          accept: 'text/event-stream, application/json',
+          ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+        },
+      });
+      if ((res.header('content-type') ?? '').startsWith('text/event-stream')) return { stream: res.body };
+      let raw: string;
+      try {
+        raw = await res.text();
+      } catch (err) {
+        throw new CliError(
+          'PLATFORM_UNREACHABLE',
+          `connection to ${server} broke mid-response (${networkReason(err)})`,
+          { cause: err },
+        );
+      }
+      try {
+        return { task: JSON.parse(raw) as TaskJson };
+      } catch {
+        throw new CliError(
+          'BAD_RESPONSE',
+          `POST /api/v1/tasks answered ${res.status} with neither JSON nor events`,
+        );
+      }
+    },
     getTask: (taskId) => json('GET', `/api/v1/tasks/${id(taskId)}`),
     listTasks: (q) => json('GET', '/api/v1/tasks', { query: q }),
     cancelTask: (taskId, reason) =>
