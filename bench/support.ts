@@ -195,6 +195,11 @@ export async function postJson<T>(url: string, body: unknown): Promise<T> {
   return JSON.parse(await httpText('POST', url, JSON.stringify(body))) as T;
 }
 
+/** POST whose answer is an event stream (create with follow=1): the whole body, at its end. */
+export function postText(url: string, body: unknown): Promise<string> {
+  return httpText('POST', url, JSON.stringify(body));
+}
+
 /** GET over the same kept-alive connections; resolves with the whole body (an SSE stream: at its end). */
 export function getText(url: string): Promise<string> {
   return httpText('GET', url);
