@@ -105,3 +105,4 @@ export function taskStatusFromName(name: TaskStatusName): TaskStatus {
 export function isTerminalStatus(name: TaskStatusName): boolean {
   return TERMINAL_STATUSES.includes(name);
 }
+export { trace } from './trace.js';

@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { trace } from '@agent-platform/protocol';
 import type { CgroupManager, TaskCgroup } from './cgroups.js';
 import { describeError } from './errors.js';
 import type { ResolvedExecutorOptions } from './options.js';
@@ -356,7 +357,9 @@ export class TaskRun {
             });
           })
         : undefined;
+      trace('a-spawn-call', this.taskId);
       let outcome: SpawnOutcome = await spawner.start(request, go);
+      trace('a-spawned', this.taskId);
       if ('error' in outcome && outcome.stage === 'mkdir' && outcome.error.code === 'ENOENT') {
         // The work directory vanished (a tmp cleaner); nothing ran, so try once more.
         await this.ctx.ensureWorkDir(true);
@@ -467,6 +470,7 @@ export class TaskRun {
         : null;
 
     const exit = await exited;
+    trace('a-exited', this.taskId);
     clearTimeout(timeout);
     if (poll) clearInterval(poll);
     if (this.killTimer) clearTimeout(this.killTimer);

@@ -22,6 +22,7 @@ import {
   type ServerMessage,
   type TaskRequest,
   type TaskResult,
+  trace,
 } from '@agent-platform/protocol';
 import type { ConnectionHandlers, ServerLink } from '../connection/index.js';
 import {
@@ -215,7 +216,13 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
    */
   async function finish(result: TaskResult): Promise<void> {
     const sentOn = link;
+    trace('a-result-tx', result.taskId);
     const sent = sendResult(result);
+    trace('a-result-sent', result.taskId);
+    // Let the result's write reach the socket (gRPC's HTTP/2 stream flushes in a native
+    // immediate, which runs before this one) before the journal's encoding and write.
+    // No I/O is read in between, so no ack can overtake the complete.
+    if (sent) await new Promise((r) => setImmediate(r));
     try {
       await journal.complete(result.taskId, result);
     } catch (err) {
@@ -235,6 +242,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
 
   async function handleRequest(req: TaskRequest): Promise<void> {
     const taskId = req.taskId;
+    trace('a-rx', taskId);
     const tlog = log.child({ task_id: taskId });
     if (taskId === '') {
       tlog.warn('task request without a task id ignored');
@@ -324,6 +332,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       return;
     }
     tlog.debug('task accepted');
+    trace('a-accepted', taskId);
     void task.started.then((startedAt) => {
       // Canceled before its process existed: it never ran, so it never started.
       if (current.canceled && !task.spawned) return;

@@ -1,7 +1,7 @@
 /** /api/v1/tasks: create, read, cancel, and follow logs (SSE). */
 import { Type, type Static } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { TERMINAL_STATUSES, type TaskStatusName } from '@agent-platform/protocol';
+import { TERMINAL_STATUSES, trace, type TaskStatusName } from '@agent-platform/protocol';
 import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
 import { PassThrough } from 'node:stream';
@@ -253,6 +253,7 @@ class TaskFollower {
           if (e && e.lastSeq !== null && seq >= e.lastSeq) {
             // Stored here, and every chunk it wrote is already out: nothing to read.
             out.write(endEvent(this.taskId, e.status, e.exitCode, e.error));
+            trace('p-end-sent', this.taskId);
             return;
           }
           // `changed` is cleared just before a read, so one arriving during it is kept.
@@ -269,6 +270,7 @@ class TaskFollower {
           // Status and logs come from one snapshot, and a terminal task's logs are all
           // stored before its status changes, so nothing is left behind.
           out.write(endEvent(this.taskId, current.status, current.exitCode, current.error));
+          trace('p-end-sent', this.taskId);
           return;
         }
         if (this.changed) continue;
@@ -327,6 +329,9 @@ export const taskRoutes =
         );
         // A repeat (200) wrote nothing, so onSend audits it as usual.
         if (created) req.audited = true;
+        // Sent to its agent in the create: let that write reach the socket before this
+        // answer is built (the HTTP/2 stream flushes in a native immediate, which runs first).
+        if (created && task.status === 'dispatched') await new Promise((r) => setImmediate(r));
         if (!isFollow(req.query.follow)) return reply.status(created ? 201 : 200).send(taskToJson(task));
         // Create and follow in one call. Listening starts in the same turn of the event
         // loop as the create's send to the agent, before any answer of it can be read:

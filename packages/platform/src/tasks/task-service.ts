@@ -22,6 +22,7 @@ import {
   type AgentMessage,
   type TaskRequest,
   type TaskResult,
+  trace,
 } from '@agent-platform/protocol';
 import { PlatformError } from '../errors.js';
 import type { AgentGateway, AgentSession, SessionHandlers } from '../gateway/index.js';
@@ -224,6 +225,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   function send(session: AgentSession, row: TaskRow): void {
     if (session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } })) {
+      trace('p-sent', row.task_id);
       events.emit('task', row.task_id, 'progress');
       return;
     }
@@ -344,6 +346,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       const m = msg.message;
       switch (m?.$case) {
         case 'taskStarted':
+          trace('p-started-rx', m.value.taskId);
           if (UUID.test(m.value.taskId))
             writer.started({ taskId: m.value.taskId, agentId: session.agentId, at: new Date() });
           return;
@@ -361,6 +364,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           return;
         }
         case 'taskResult': {
+          trace('p-result-rx', m.value.taskId);
           const rec = resultRecord(session.agentId, m.value);
           if (!rec) {
             logger.warn(
@@ -384,6 +388,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             );
             return;
           }
+          trace('p-result-stored', rec.taskId);
           session.send({ message: { $case: 'resultAck', value: { taskId: rec.taskId } } });
           // A slot is free: claim, if anything may be waiting.
           resultsApplied.set(session.agentId, (resultsApplied.get(session.agentId) ?? 0) + 1);
@@ -405,6 +410,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
       }
       const row = { ...t, taskId: randomUUID(), idempotencyKey: idempotencyKey ?? null };
+      trace('p-create', row.taskId);
       try {
         const session = gateway.session(t.agentId);
         if (!session) {
@@ -420,6 +426,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             audit,
             dispatch: { sessionId: session.sessionId, platformNode },
           });
+          trace('p-committed', row.taskId);
           if (o.created && o.task.status === 'dispatched') send(session, o.task);
           return o;
         });
