@@ -12,6 +12,7 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createAgentConnection, type AgentConnection } from './connection/index.js';
 import { createTaskExecutor, type TaskExecutor, type TaskExecutorOptions } from './executor/index.js';
+import { snapshotEnv } from './executor/task-command.js';
 import { loadOrCreateAgentId } from './identity.js';
 import { identityCredentials, loadOrEnroll } from './enrollment/index.js';
 import { createTaskJournal, type TaskJournal, type TaskJournalOptions } from './journal/index.js';
@@ -93,6 +94,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     logger: log.child({ scope: 'journal' }),
   });
   const executor = createTaskExecutor({
+    // Tasks inherit the agent's environment as it was at its start.
+    baseEnv: snapshotEnv(),
     ...options.executor,
     maxConcurrent: capacity,
     logger: log.child({ scope: 'executor' }),

@@ -14,6 +14,7 @@ export interface ResolvedExecutorOptions {
   workDir: string;
   containWithoutLimits: boolean;
   spawnHelper: boolean;
+  baseEnv: Readonly<Record<string, string>> | undefined;
   logger: Logger;
 }
 
@@ -39,6 +40,7 @@ export function resolveExecutorOptions(options: TaskExecutorOptions = {}): Resol
     workDir: options.workDir ?? path.join(os.tmpdir(), 'agent-platform-tasks'),
     containWithoutLimits: options.containWithoutLimits ?? true,
     spawnHelper: options.spawnHelper ?? true,
+    baseEnv: options.baseEnv,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
 }

@@ -500,10 +500,10 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
   stderr.on('data', (d: string) => logger.warn({ helper_stderr: d.trim() }, 'spawn helper wrote to stderr'));
   stdin.on('error', () => undefined);
 
+  // One write (one syscall) per message: its length in bytes, a newline, the fields.
   const send = (fields: string[]): void => {
-    const payload = Buffer.from(fields.join('\0'));
-    stdin.write(`${payload.length}\n`);
-    stdin.write(payload);
+    const payload = fields.join('\0');
+    stdin.write(`${Buffer.byteLength(payload)}\n${payload}`);
   };
 
   const openPipe = (fd: string): Readable => {

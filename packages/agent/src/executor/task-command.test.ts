@@ -45,6 +45,23 @@ test('task env overrides the agent env and python is unbuffered', () => {
   delete process.env.EXECUTOR_TEST_VAR;
 });
 
+test('a given base environment is used instead of process.env, and left unchanged', () => {
+  process.env.EXECUTOR_TEST_LIVE = 'live';
+  try {
+    const base = Object.freeze({ FROM_BASE: 'b', LANG: 'xx_XX.UTF-8', PATH: '/base/bin' });
+    const env = buildEnv(spec({ env: { MINE: 'm' } }), null, base);
+    assert.equal(env.FROM_BASE, 'b');
+    assert.equal(env.MINE, 'm');
+    assert.equal(env.EXECUTOR_TEST_LIVE, undefined, 'not read from process.env');
+    const clean = buildEnv(spec({ cleanEnv: true }), null, base);
+    assert.equal(clean.LANG, 'xx_XX.UTF-8');
+    assert.equal(clean.FROM_BASE, undefined);
+    assert.deepEqual(Object.keys(base), ['FROM_BASE', 'LANG', 'PATH']);
+  } finally {
+    delete process.env.EXECUTOR_TEST_LIVE;
+  }
+});
+
 test('task ids become safe path components', () => {
   assert.equal(safeName('../../etc/passwd'), 'task.._.._etc_passwd');
   assert.equal(safeName('abc-123_x.y'), 'abc-123_x.y');

@@ -92,17 +92,30 @@ export async function resolveRunAs(runAs: string): Promise<TaskUser | null> {
   return lookupUser(runAs);
 }
 
-/**
- * The task's environment: the agent's (or a minimal one when `cleanEnv`),
- * then the run-as user's identity and the clean PATH, then `spec.env`, which wins.
- */
-export function buildEnv(spec: TaskSpec, user: TaskUser | null): Record<string, string> {
+/** A plain copy of process.env (reading a plain object is far cheaper than process.env). */
+export function snapshotEnv(): Record<string, string> {
   const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+/**
+ * The task's environment: the agent's (`base`, default process.env now; or a
+ * minimal one when `cleanEnv`), then the run-as user's identity and the clean
+ * PATH, then `spec.env`, which wins.
+ */
+export function buildEnv(
+  spec: TaskSpec,
+  user: TaskUser | null,
+  base?: Readonly<Record<string, string>>,
+): Record<string, string> {
+  let env: Record<string, string>;
   if (spec.cleanEnv) {
-    env.PATH = CLEAN_PATH;
-    if (process.env.LANG) env.LANG = process.env.LANG;
+    env = { PATH: CLEAN_PATH };
+    const lang = base ? base.LANG : process.env.LANG;
+    if (lang) env.LANG = lang;
   } else {
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+    env = base ? { ...base } : snapshotEnv();
   }
   if (spec.cleanEnv || user) {
     const who = user ?? agentUser();

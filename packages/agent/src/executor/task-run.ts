@@ -222,7 +222,7 @@ export class TaskRun {
     }
     try {
       if (spec.workingDir !== '') await checkWorkingDir(spec.workingDir);
-      const env = buildEnv(spec, user);
+      const env = buildEnv(spec, user, this.ctx.options.baseEnv);
       let argv = await interpreterCommand(spec, scriptFile, env);
       const limits = spec.limits;
       const wantsCgroupLimit = limits.memoryBytes > 0 || limits.cpuMillicores > 0 || limits.maxProcesses > 0;

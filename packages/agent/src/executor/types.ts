@@ -165,6 +165,12 @@ export interface TaskExecutorOptions {
    * fails its start-up check, `child_process.spawn` is used.
    */
   spawnHelper?: boolean;
+  /**
+   * The environment tasks inherit (unless `cleanEnv`). Default: process.env, read
+   * at every start; the agent passes a copy taken at its start, because reading
+   * process.env (one call into C++ per variable) was a fifth of its per-task CPU.
+   */
+  baseEnv?: Readonly<Record<string, string>>;
   /** Default: a silent logger. */
   logger?: Logger;
 }
