@@ -119,6 +119,20 @@ export async function startCluster(
     agents: agentProcs,
     agentIds: ids,
     async stop() {
+      if (nodeArgs.some((a) => a.startsWith('--cpu-prof') || a.startsWith('--heap-prof'))) {
+        // Profiles are written at a normal exit: SIGTERM (an orderly stop), then wait.
+        for (const p of [...agentProcs, platform]) {
+          try {
+            process.kill(p.pid, 'SIGTERM');
+          } catch {
+            // gone
+          }
+        }
+        await Promise.race([
+          Promise.all([...agentProcs, platform].map((p) => p.exited)),
+          new Promise((r) => setTimeout(r, 10_000)),
+        ]);
+      }
       await procs.killAll();
       await db.drop();
     },

@@ -458,6 +458,7 @@ function createTaskCgroup(
       }
     }
   };
+  let seenEmpty = false;
   const cgroup: TaskCgroup = {
     procsFiles: members.map((m) => path.join(m.dir, 'cgroup.procs')),
     v2Dir: members.find((m) => m.version === 2)?.dir ?? null,
@@ -477,7 +478,12 @@ function createTaskCgroup(
       for (const pid of readPids()) signalPid(pid, signal);
     },
     async killAll() {
-      if (readPids().length === 0) return;
+      // Empty once is empty for good: only a member could put a process in it (our
+      // helper starts none in a cgroup that is still a task's).
+      if (readPids().length === 0) {
+        seenEmpty = true;
+        return;
+      }
       if (useKillFile) {
         killFileWritten = true;
         tryWrite(path.join(container.dir, 'cgroup.kill'), '1');
@@ -487,7 +493,10 @@ function createTaskCgroup(
       const deadline = Date.now() + 5000;
       for (;;) {
         const pids = readPids();
-        if (pids.length === 0) return;
+        if (pids.length === 0) {
+          seenEmpty = true;
+          return;
+        }
         if (Date.now() > deadline) {
           logger.warn({ cgroup: container.dir, pids: pids.length }, 'task cgroup still not empty after kill');
           return;
@@ -511,7 +520,8 @@ function createTaskCgroup(
     },
     async remove() {
       // Only an empty cgroup is reused: nothing of the last task may be in the next one's.
-      if (giveBack && !killFileWritten && readPids().length === 0 && giveBack(cgroup, destroy)) return;
+      if (giveBack && !killFileWritten && (seenEmpty || readPids().length === 0) && giveBack(cgroup, destroy))
+        return;
       await destroy();
     },
   };
