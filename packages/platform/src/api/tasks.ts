@@ -296,6 +296,106 @@ class TaskFollower {
   }
 }
 
+/**
+ * Follows many tasks over one event stream (a batch created with follow=1):
+ * `log` and `end` events carry their task's id; `done` comes after the last
+ * `end`. One listener for all of them; tasks that changed are read together,
+ * in one statement; a result stored here with every chunk already sent ends its
+ * task from memory. A poll (250 ms, 1 s past 50 unfinished tasks) catches
+ * writes made by other processes.
+ */
+class BatchFollower {
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private readonly state = new Map<string, { seq: number; ended?: TaskEnded }>();
+  private dirty = new Set<string>();
+  private readonly onTask = (id: string, kind?: TaskEventKind, end?: TaskEnded) => {
+    const s = this.state.get(id);
+    if (!s || kind === 'progress') return;
+    if (end) s.ended = end;
+    this.dirty.add(id);
+    this.wake?.();
+  };
+
+  constructor(
+    private readonly tasks: TaskService,
+    taskIds: string[],
+  ) {
+    for (const id of taskIds) this.state.set(id, { seq: 0 });
+    tasks.events.on('task', this.onTask);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+
+  /** `fresh`: every task was just created (no output yet), so nothing is read before a change. */
+  async run(out: { write(chunk: string): unknown }, fresh: boolean, log: FastifyBaseLogger): Promise<void> {
+    const ping = setInterval(() => out.write(': ping\n\n'), 15_000);
+    if (!fresh) for (const id of this.state.keys()) this.dirty.add(id);
+    try {
+      while (!this.closed && this.state.size > 0) {
+        if (this.dirty.size === 0) {
+          const pollMs = this.state.size > 50 ? 1000 : 250;
+          const woken = await new Promise<boolean>((resolve) => {
+            const t = setTimeout(() => resolve(false), pollMs);
+            this.wake = () => {
+              clearTimeout(t);
+              resolve(true);
+            };
+          });
+          this.wake = undefined;
+          // Nothing happened here: read them all, for writes made by other processes.
+          if (!woken) for (const id of this.state.keys()) this.dirty.add(id);
+          continue;
+        }
+        const batch = [...this.dirty];
+        this.dirty = new Set();
+        const toRead: { taskId: string; sinceSeq: number }[] = [];
+        for (const id of batch) {
+          const s = this.state.get(id);
+          if (!s) continue;
+          const e = s.ended;
+          if (e && e.lastSeq !== null && s.seq >= e.lastSeq) {
+            out.write(endEvent(id, e.status, e.exitCode, e.error));
+            this.state.delete(id);
+          } else toRead.push({ taskId: id, sinceSeq: s.seq });
+        }
+        if (toRead.length === 0) continue;
+        const pages = await this.tasks.followReadMany(toRead, 1000);
+        for (const { taskId } of toRead) {
+          const s = this.state.get(taskId);
+          const page = pages.get(taskId);
+          if (!s || !page) continue;
+          for (const l of page.logs) {
+            const data = {
+              task_id: taskId,
+              seq: l.seq,
+              stream: l.stream,
+              output: l.output,
+              timestamp: l.ts.toISOString(),
+            };
+            out.write(`event: log\ndata: ${JSON.stringify(data)}\n\n`);
+            s.seq = l.seq;
+          }
+          if (page.logs.length === 1000) this.dirty.add(taskId);
+          else if (isTerminal(page.status)) {
+            out.write(endEvent(taskId, page.status, page.exitCode, page.error));
+            this.state.delete(taskId);
+          }
+        }
+      }
+      if (this.state.size === 0) out.write('event: done\ndata: {}\n\n');
+    } catch (err) {
+      log.warn({ err }, 'batch follow failed');
+    } finally {
+      clearInterval(ping);
+      this.tasks.events.off('task', this.onTask);
+    }
+  }
+}
+
 function endEvent(taskId: string, status: string, exitCode: number | null, error: string | null): string {
   return `event: end\ndata: ${JSON.stringify({ task_id: taskId, status, exit_code: exitCode, error })}\n\n`;
 }
@@ -359,8 +459,12 @@ export const taskRoutes =
       '/api/v1/tasks/batch',
       {
         schema: {
-          summary: 'Run one script on many agents: one task per agent, created in one statement',
+          summary:
+            'Run one script on many agents: one task per agent, created in one statement; with ' +
+            'follow=1 the answer is an event stream: `tasks`, then `log` and `end` events of every task ' +
+            '(each with its task_id), and `done`',
           tags: ['tasks'],
+          querystring: Type.Object({ follow: FOLLOW_QUERY }),
           headers: Type.Object({
             'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
           }),
@@ -383,7 +487,12 @@ export const taskRoutes =
           response: {
             201: Type.Object({
               tasks: Type.Array(
-                Type.Object({ task_id: Type.String(), agent_id: Type.String(), created: Type.Boolean() }),
+                Type.Object({
+                  task_id: Type.String(),
+                  agent_id: Type.String(),
+                  hostname: Type.String(),
+                  created: Type.Boolean(),
+                }),
               ),
             }),
             400: ErrorSchema,
@@ -401,7 +510,28 @@ export const taskRoutes =
           { agentIds: agent_ids, labels: label === undefined ? undefined : parseLabelSelectors(label) },
           req.headers['idempotency-key'],
         );
-        return reply.status(201).send({ tasks: tasksOut });
+        if (!isFollow(req.query.follow)) return reply.status(201).send({ tasks: tasksOut });
+        // Listening starts in this turn of the event loop; the batch's tasks are claimed
+        // and sent to their agents later (its claim is a statement of its own), so no
+        // change of theirs can come before it. New tasks have no output to read first.
+        const follower = new BatchFollower(
+          tasks,
+          tasksOut.map((t) => t.task_id),
+        );
+        const stream = new PassThrough();
+        stream.write(`event: tasks\ndata: ${JSON.stringify({ tasks: tasksOut })}\n\n`);
+        req.raw.on('close', () => follower.close());
+        void follower
+          .run(
+            stream,
+            tasksOut.every((t) => t.created),
+            req.log,
+          )
+          .finally(() => stream.end());
+        return reply
+          .status(201)
+          .headers(SSE_HEADERS)
+          .send(stream as unknown as { tasks: typeof tasksOut });
       },
     );
 

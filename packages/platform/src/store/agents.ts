@@ -42,8 +42,8 @@ export interface AgentQueries {
   /** Marks every agent held by a platform node offline (clean shutdown). */
   markNodeOffline(platformNode: string, reason: string): Promise<number>;
   get(agentId: string): Promise<AgentRow | undefined>;
-  /** Which of these agent ids exist. */
-  existing(agentIds: string[]): Promise<string[]>;
+  /** Which of these agent ids exist, with their host names. */
+  existing(agentIds: string[]): Promise<{ agent_id: string; hostname: string }[]>;
   list(q: AgentListQuery): Promise<AgentRow[]>;
 }
 
@@ -142,10 +142,10 @@ export function createAgentQueries(db: Kysely<Database>): AgentQueries {
       if (agentIds.length === 0) return [];
       const rows = await db
         .selectFrom('agents')
-        .select('agent_id')
+        .select(['agent_id', 'hostname'])
         .where('agent_id', 'in', agentIds)
         .execute();
-      return rows.map((r) => r.agent_id);
+      return rows;
     },
 
     async get(agentId) {

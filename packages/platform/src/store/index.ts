@@ -11,6 +11,7 @@ export type {
   TaskListQuery,
   CancelOutcome,
   CreateOptions,
+  FollowPage,
 } from './tasks.js';
 export type { TaskStatusName, TaskLimitsJson, EnforcedLimitJson } from './schema.js';
 export type { ApiTokenRow, JoinTokenRow, NewApiToken, NewJoinToken } from './tokens.js';

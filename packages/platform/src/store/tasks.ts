@@ -128,6 +128,14 @@ const SUMMARY = [
 
 export type TaskSummaryRow = Pick<TaskRow, (typeof SUMMARY)[number]>;
 
+/** A task's state and its log chunks after some seq, from one snapshot. */
+export interface FollowPage {
+  status: TaskStatusName;
+  exitCode: number | null;
+  error: string | null;
+  logs: { seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[];
+}
+
 export interface TaskQueries {
   /**
    * Inserts a task, pending (or dispatched, see {@link CreateOptions.dispatch}), and
@@ -187,19 +195,12 @@ export interface TaskQueries {
    * and its chunks after `sinceSeq`. A terminal state read this way comes with
    * every chunk stored before the result. Undefined for an unknown task.
    */
-  followRead(
-    taskId: string,
-    sinceSeq: number,
+  followRead(taskId: string, sinceSeq: number, limit: number): Promise<FollowPage | undefined>;
+  /** followRead for many tasks in one statement: task id -> page (unknown ids are left out). */
+  followReadMany(
+    items: { taskId: string; sinceSeq: number }[],
     limit: number,
-  ): Promise<
-    | {
-        status: TaskStatusName;
-        exitCode: number | null;
-        error: string | null;
-        logs: { seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[];
-      }
-    | undefined
-  >;
+  ): Promise<Map<string, FollowPage>>;
   cancel(taskId: string, reason: string): Promise<CancelOutcome>;
   /** Cancels still owed to agents: requested, not finished, requested more than `olderThanMs` ago. */
   pendingCancels(
@@ -609,6 +610,41 @@ export function createTaskQueries(
           ts: new Date(l.ts),
         })),
       };
+    },
+
+    async followReadMany(items, limit) {
+      const out = new Map<string, FollowPage>();
+      if (items.length === 0) return out;
+      const { rows } = await sql<{
+        task_id: string;
+        status: TaskStatusName;
+        exit_code: number | null;
+        error: string | null;
+        logs: { seq: string | number; stream: 'stdout' | 'stderr'; output: string; ts: string }[];
+      }>`
+        select t.task_id, t.status, t.exit_code, t.error,
+               coalesce((select json_agg(json_build_object('seq', l.seq, 'stream', l.stream, 'output', l.output,
+                                                           'ts', l.ts) order by l.seq)
+                           from (select seq, stream, output, ts from task_logs
+                                  where task_id = t.task_id and seq > s.since_seq
+                                  order by seq limit ${limit}) l), '[]'::json) as logs
+          from unnest(${items.map((i) => i.taskId)}::uuid[], ${items.map((i) => String(i.sinceSeq))}::bigint[])
+               as s(task_id, since_seq)
+          join tasks t on t.task_id = s.task_id`.execute(db);
+      for (const r of rows) {
+        out.set(r.task_id, {
+          status: r.status,
+          exitCode: r.exit_code,
+          error: r.error,
+          logs: r.logs.map((l) => ({
+            seq: Number(l.seq),
+            stream: l.stream,
+            output: l.output,
+            ts: new Date(l.ts),
+          })),
+        });
+      }
+      return out;
     },
 
     async cancel(taskId, reason) {

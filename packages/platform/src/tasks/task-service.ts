@@ -29,6 +29,7 @@ import type { AgentGateway, AgentSession, SessionHandlers } from '../gateway/ind
 import type {
   CancelOutcome,
   CreateOptions,
+  FollowPage,
   ResultRecord,
   Store,
   TaskListQuery,
@@ -70,10 +71,15 @@ export interface TaskService {
     input: Omit<CreateTaskInput, 'agent_id'>,
     target: { agentIds?: string[]; labels?: { key: string; value: string | null }[] },
     idempotencyKey?: string,
-  ): Promise<{ task_id: string; agent_id: string; created: boolean }[]>;
+  ): Promise<{ task_id: string; agent_id: string; hostname: string; created: boolean }[]>;
   get(taskId: string): Promise<TaskRow>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   cancel(taskId: string, reason: string): Promise<TaskRow>;
+  /** followRead of many tasks in one statement; unknown ids are left out. */
+  followReadMany(
+    items: { taskId: string; sinceSeq: number }[],
+    limit: number,
+  ): Promise<Map<string, FollowPage>>;
   /** State and chunks after `sinceSeq` in one read (see the store's followRead); TASK_NOT_FOUND if none. */
   followRead(
     taskId: string,
@@ -472,7 +478,9 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
         throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
       }
-      const known = new Set(await store.agents.existing(ids));
+      const existing = await store.agents.existing(ids);
+      const hostnames = new Map(existing.map((a) => [a.agent_id, a.hostname]));
+      const known = new Set(hostnames.keys());
       const missing = ids.filter((id) => !known.has(id));
       if (missing.length > 0) {
         throw new PlatformError(
@@ -505,7 +513,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           logger.warn({ err }, 'batch dispatch failed; the poll retries');
         });
       }
-      return out;
+      return out.map((r) => ({ ...r, hostname: hostnames.get(r.agent_id) ?? '' }));
     },
     async get(taskId) {
       if (!UUID.test(taskId))
@@ -538,6 +546,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         }
       }
     },
+    followReadMany: (items, limit) =>
+      store.tasks.followReadMany(
+        items.filter((i) => UUID.test(i.taskId)),
+        limit,
+      ),
     async followRead(taskId, sinceSeq, limit) {
       const r = UUID.test(taskId) ? await store.tasks.followRead(taskId, sinceSeq, limit) : undefined;
       if (!r) throw new PlatformError('TASK_NOT_FOUND', `task ${taskId.slice(0, 64)} not found`);

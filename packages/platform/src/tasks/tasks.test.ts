@@ -588,6 +588,52 @@ test('tasks list is newest first with a working cursor', async () => {
   assert.equal(p2.next_cursor, null);
 });
 
+test('a batch with follow=1: one call streams every task (on this process and on the other) to its end, then done', async () => {
+  // Agents on both processes; one has two lines of output, one none, one reports no last seq.
+  const agents = [
+    sim(a, { lines: 2, runMs: 100 }),
+    sim(b, { lines: 0, runMs: 150 }),
+    sim(a, { lines: 1, runMs: 50, reportLastSeq: false }),
+  ];
+  await Promise.all(agents.map((x) => x.ready));
+  const res = await fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks/batch?follow=1`, {
+    method: 'POST',
+    headers: { ...AUTH_HEADERS, 'content-type': 'application/json' },
+    body: JSON.stringify({ agent_ids: agents.map((x) => x.agentId), type: 'shell', script: 'true' }),
+  });
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get('content-type')?.startsWith('text/event-stream'), true);
+  const events = (await res.text())
+    .split('\n\n')
+    .filter((e) => e.startsWith('event:'))
+    .map((e) => ({
+      event: /^event: (\w+)/.exec(e)?.[1] ?? '',
+      data: JSON.parse(/\ndata: (.*)$/m.exec(e)?.[1] ?? '{}') as Record<string, unknown>,
+    }));
+  assert.equal(events[0]?.event, 'tasks');
+  const tasks = (events[0]?.data.tasks ?? []) as { task_id: string; agent_id: string; hostname: string }[];
+  assert.equal(tasks.length, 3);
+  assert.ok(
+    tasks.every((t) => t.hostname === 'sim'),
+    'host names come with the tasks',
+  );
+  assert.equal(events.at(-1)?.event, 'done');
+  for (const [i, lines] of [2, 0, 1].entries()) {
+    const id = tasks.find((t) => t.agent_id === agents[i]?.agentId)?.task_id;
+    const mine = events.filter((e) => e.data.task_id === id);
+    assert.deepEqual(
+      mine.map((e) => e.event),
+      [...Array.from({ length: lines }, () => 'log'), 'end'],
+      `task ${i}`,
+    );
+    assert.deepEqual(
+      mine.filter((e) => e.event === 'log').map((e) => e.data.seq),
+      Array.from({ length: lines }, (_, k) => k + 1),
+    );
+    assert.equal(mine.at(-1)?.data.status, 'succeeded');
+  }
+});
+
 test('batches to agents held here are claimed together, each agent up to its capacity, oldest first', async () => {
   const agents = [
     sim(a, { capacity: 1, respond: false }),
