@@ -50,6 +50,15 @@ export interface PlatformClient {
     body: CreateTaskBody,
     idempotencyKey?: string,
   ): Promise<{ stream: AsyncIterable<Uint8Array> } | { task: TaskJson }>;
+  /**
+   * Creates one task per agent and follows them all in one call
+   * (`POST /api/v1/tasks/batch?follow=1`): an event stream of `tasks`, then `log`
+   * and `end` events with task ids, then `done`. A platform without it answers JSON.
+   */
+  createBatchFollow(
+    body: Record<string, unknown>,
+    idempotencyKey?: string,
+  ): Promise<{ stream: AsyncIterable<Uint8Array> } | { json: unknown }>;
   getTask(taskId: string): Promise<ApiResult<TaskJson>>;
   listTasks(q: {
     agent_id?: string;
@@ -211,6 +220,38 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
 
   const id = (s: string) => encodeURIComponent(s);
 
+  /** POST with follow=1: the event stream, or (a platform without follow) the JSON answer. */
+  async function postFollow(
+    path: string,
+    body: unknown,
+    idempotencyKey: string | undefined,
+  ): Promise<{ stream: AsyncIterable<Uint8Array> } | { json: unknown }> {
+    const res = await send('POST', path, {
+      query: { follow: 1 },
+      body,
+      headers: {
+        accept: 'text/event-stream, application/json',
+        ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
+      },
+    });
+    if ((res.header('content-type') ?? '').startsWith('text/event-stream')) return { stream: res.body };
+    let raw: string;
+    try {
+      raw = await res.text();
+    } catch (err) {
+      throw new CliError(
+        'PLATFORM_UNREACHABLE',
+        `connection to ${server} broke mid-response (${networkReason(err)})`,
+        { cause: err },
+      );
+    }
+    try {
+      return { json: JSON.parse(raw) as unknown };
+    } catch {
+      throw new CliError('BAD_RESPONSE', `POST ${path} answered ${res.status} with neither JSON nor events`);
+    }
+  }
+
   return {
     server,
     createTask: (body, idempotencyKey) =>
@@ -218,34 +259,13 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
         body,
         headers: idempotencyKey ? { 'idempotency-key': idempotencyKey } : {},
       }),
+    async createBatchFollow(body, idempotencyKey) {
+      const r = await postFollow('/api/v1/tasks/batch', body, idempotencyKey);
+      return 'stream' in r ? r : { json: r.json };
+    },
     async createTaskFollow(body, idempotencyKey) {
-      const res = await send('POST', '/api/v1/tasks', {
-        query: { follow: 1 },
-        body,
-        headers: {
-          accept: 'text/event-stream, application/json',
-          ...(idempotencyKey ? { 'idempotency-key': idempotencyKey } : {}),
-        },
-      });
-      if ((res.header('content-type') ?? '').startsWith('text/event-stream')) return { stream: res.body };
-      let raw: string;
-      try {
-        raw = await res.text();
-      } catch (err) {
-        throw new CliError(
-          'PLATFORM_UNREACHABLE',
-          `connection to ${server} broke mid-response (${networkReason(err)})`,
-          { cause: err },
-        );
-      }
-      try {
-        return { task: JSON.parse(raw) as TaskJson };
-      } catch {
-        throw new CliError(
-          'BAD_RESPONSE',
-          `POST /api/v1/tasks answered ${res.status} with neither JSON nor events`,
-        );
-      }
+      const r = await postFollow('/api/v1/tasks', body, idempotencyKey);
+      return 'stream' in r ? r : { task: r.json as TaskJson };
     },
     getTask: (taskId) => json('GET', `/api/v1/tasks/${id(taskId)}`),
     listTasks: (q) => json('GET', '/api/v1/tasks', { query: q }),

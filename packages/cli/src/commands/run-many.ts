@@ -1,15 +1,18 @@
 /**
  * `apctl run` on several agents (`--agent` repeated, or `--label`): one batch
- * call creates a task per agent, every task's output is followed at once and
- * written line by line with the agent's host name in front (as pdsh does), and
- * a summary line per agent ends the run. Exit code: 0 when every task
+ * call creates a task per agent and streams every task's output and end
+ * (`POST /api/v1/tasks/batch?follow=1`); the output is written line by line
+ * with the agent's host name in front (as pdsh does), and a summary line per
+ * agent ends the run. If that stream drops, each unfinished task is followed
+ * on its own from its last seq. Exit code: 0 when every task
  * succeeded, else the highest exit code among them (1 for a task without one).
  * Ctrl-C cancels every task and waits for them to end; a second Ctrl-C exits.
  */
 import { followTaskLogs } from '../client/follow-logs.js';
 import type { PlatformClient } from '../client/platform-client.js';
-import type { CreateTaskBody, TaskEnd } from '../client/types.js';
-import { ApiError, errorText } from '../errors.js';
+import { readSse, type SseEvent } from '../client/sse.js';
+import type { CreateTaskBody, LogEntry, TaskEnd } from '../client/types.js';
+import { ApiError, CliError, errorText } from '../errors.js';
 import { flushAndExit, writeOut } from '../output/write.js';
 import { taskExitCode } from '../task-exit.js';
 
@@ -19,7 +22,51 @@ export interface RunManyTarget {
 }
 
 interface BatchResponse {
-  tasks: { task_id: string; agent_id: string; created: boolean }[];
+  /** hostname: from platforms that send it. */
+  tasks: { task_id: string; agent_id: string; hostname?: string; created: boolean }[];
+}
+
+/**
+ * Creates the batch and opens its event stream in one call (retried with the same
+ * key when it fails before naming the tasks); `events` is what follows the `tasks`
+ * event, absent from a platform that answered JSON.
+ */
+async function openBatch(
+  client: PlatformClient,
+  body: Record<string, unknown>,
+  key: string,
+): Promise<{ tasks: BatchResponse['tasks']; events?: AsyncGenerator<SseEvent> }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await client.createBatchFollow(body, key);
+      if ('json' in r) return { tasks: (r.json as BatchResponse).tasks };
+      const events = readSse(r.stream);
+      let first: IteratorResult<SseEvent>;
+      try {
+        first = await events.next();
+      } catch (err) {
+        throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
+      }
+      if (first.done)
+        throw new CliError('PLATFORM_UNREACHABLE', 'the answer ended before it named the tasks');
+      let tasks: BatchResponse['tasks'] | undefined;
+      try {
+        tasks =
+          first.value.event === 'tasks' ? (JSON.parse(first.value.data) as BatchResponse).tasks : undefined;
+      } catch {
+        tasks = undefined;
+      }
+      if (!Array.isArray(tasks))
+        throw new CliError(
+          'BAD_RESPONSE',
+          `the platform's first event was not the tasks: ${first.value.event}`,
+        );
+      return { tasks, events };
+    } catch (err) {
+      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
 }
 
 /** Buffers a stream's text until whole lines, so lines of two hosts never mix. */
@@ -48,14 +95,11 @@ export async function runMany(
   key: string,
 ): Promise<never> {
   const say = (line: string) => process.stderr.write(`apctl: ${line}\n`);
-  const batch = await client.call<BatchResponse>(
-    'POST',
-    '/api/v1/tasks/batch',
+  const { tasks, events } = await openBatch(
+    client,
     { ...body, ...(target.agentIds ? { agent_ids: target.agentIds } : { label: target.label }) },
-    undefined,
-    { 'idempotency-key': key },
+    key,
   );
-  const tasks = batch.data.tasks;
   let interrupted = 0;
   const cancelAll = async () => {
     await Promise.all(
@@ -75,10 +119,12 @@ export async function runMany(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  // Host names for the prefixes; the agent id when the lookup fails.
+  // Host names for the prefixes (looked up when the platform did not send them); the
+  // agent id when the lookup fails.
   const names = new Map<string, string>();
   await Promise.all(
     tasks.map(async (t) => {
+      if (t.hostname) return names.set(t.agent_id, t.hostname);
       try {
         names.set(t.agent_id, (await client.getAgent(t.agent_id)).data.hostname);
       } catch {
@@ -95,19 +141,59 @@ export async function runMany(
   };
   const width = Math.max(...tasks.map((t) => label(t.agent_id).length), 1);
 
+  const writers = new Map(
+    tasks.map((t) => {
+      const prefix = `${label(t.agent_id).padEnd(width)} | `;
+      return [
+        t.task_id,
+        { out: linePrefixer(prefix, process.stdout), err: linePrefixer(prefix, process.stderr) },
+      ];
+    }),
+  );
+  const write = (taskId: string, log: Pick<LogEntry, 'stream' | 'output'>) => {
+    const w = writers.get(taskId);
+    return log.stream === 'stderr' ? w?.err.write(log.output) : w?.out.write(log.output);
+  };
+  const finished = new Map<string, TaskEnd>();
+  const lastSeq = new Map<string, number>();
+  if (events) {
+    try {
+      for await (const ev of events) {
+        if (ev.event === 'done') break;
+        if (ev.event !== 'log' && ev.event !== 'end') continue;
+        const data = JSON.parse(ev.data) as LogEntry & TaskEnd & { task_id: string };
+        if (!writers.has(data.task_id) || finished.has(data.task_id)) continue;
+        if (ev.event === 'log') {
+          if (data.seq <= (lastSeq.get(data.task_id) ?? 0)) continue;
+          await write(data.task_id, data);
+          lastSeq.set(data.task_id, data.seq);
+        } else {
+          finished.set(data.task_id, data);
+          // Its last line, even without a newline, goes out when it ends.
+          await writers.get(data.task_id)?.out.end();
+          await writers.get(data.task_id)?.err.end();
+        }
+      }
+    } catch (e) {
+      // A drop (or a broken event): each unfinished task is followed on its own below.
+      if (finished.size < tasks.length)
+        say(`batch stream interrupted (${errorText(e)}); following each task`);
+    }
+  }
   const ends = await Promise.all(
     tasks.map(async (t): Promise<[string, TaskEnd | Error]> => {
-      const prefix = `${label(t.agent_id).padEnd(width)} | `;
-      const out = linePrefixer(prefix, process.stdout);
-      const err = linePrefixer(prefix, process.stderr);
+      const w = writers.get(t.task_id);
       try {
-        const end = await followTaskLogs({
-          client,
-          taskId: t.task_id,
-          onLog: (log) => (log.stream === 'stderr' ? err.write(log.output) : out.write(log.output)),
-        });
-        await out.end();
-        await err.end();
+        const end =
+          finished.get(t.task_id) ??
+          (await followTaskLogs({
+            client,
+            taskId: t.task_id,
+            sinceSeq: lastSeq.get(t.task_id) ?? 0,
+            onLog: (log) => write(t.task_id, log),
+          }));
+        await w?.out.end();
+        await w?.err.end();
         return [t.agent_id, end];
       } catch (e) {
         return [t.agent_id, e instanceof Error ? e : new Error(String(e))];
