@@ -5,8 +5,8 @@
  *   platform  N real agent processes (bench/support.ts startCluster) on this
  *             machine; one task per agent, wall time until every result is
  *             stored and its output read. Measured from a warm client (a
- *             long-running caller: API user, web UI: one batch call, then each
- *             task's SSE log follow to its end) and as the command a person
+ *             long-running caller: API user, web UI: one batch call with
+ *             follow=1 that streams every task to its end) and as the command a person
  *             types, `apctl run --agent ID ... -- 'echo hi'`, a fresh process
  *             per run (as pdsh and ansible are).
  *   pdsh      `pdsh -R ssh -f N -w 127.0.0.[2-N+1] echo hi`, plain ssh (cold)
@@ -33,7 +33,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import path from 'node:path';
 import { APCTL, freePort, tempDir, waitFor } from '../test/support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../test/support/security.js';
-import { machineCpu, postJson, report, round, startCluster, summarize, type Cluster } from './support.js';
+import { machineCpu, postText, report, round, startCluster, summarize, type Cluster } from './support.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -333,25 +333,34 @@ async function ansibleRun(rig: SshRig, n: number, warm: boolean, run: number): P
 }
 
 /**
- * What an API user does: one batch call (one task per host), then every task's
- * SSE log stream followed to its end, in this (warm) process.
+ * What an API user does: one batch call that creates a task per host and
+ * streams them all to their ends (`POST /api/v1/tasks/batch?follow=1`, as
+ * `apctl run` on many agents does), in this (warm) process.
  */
 async function platformWarm(cluster: Cluster, n: number): Promise<{ ms: number; storedMs: number }> {
   const t0 = performance.now();
-  const batch = await postJson<{ tasks: { task_id: string }[] }>(`${cluster.http}/api/v1/tasks/batch`, {
+  const text = await postText(`${cluster.http}/api/v1/tasks/batch?follow=1`, {
     agent_ids: cluster.agentIds.slice(0, n),
     type: 'shell',
     script: 'echo hi',
     timeout: 30,
   });
-  const ids = await Promise.all(
-    batch.tasks.map(async ({ task_id }) => {
-      const text = await (await fetch(`${cluster.http}/api/v1/tasks/${task_id}/logs?follow=1`)).text();
-      if (!text.includes('"status":"succeeded"') || !text.includes('hi'))
-        throw new Error(`task did not succeed: ${text.slice(-300)}`);
-      return task_id;
-    }),
-  );
+  const events = text
+    .split('\n\n')
+    .filter((e) => e.startsWith('event: '))
+    .map((e) => ({ event: /^event: (\w+)/.exec(e)?.[1], data: /\ndata: (.*)$/m.exec(e)?.[1] ?? '' }));
+  const ends = events
+    .filter((e) => e.event === 'end')
+    .map((e) => JSON.parse(e.data) as { task_id: string; status: string });
+  const his = events.filter((e) => e.event === 'log' && e.data.includes('"output":"hi\\n"')).length;
+  if (
+    ends.length !== n ||
+    ends.some((e) => e.status !== 'succeeded') ||
+    his !== n ||
+    events.at(-1)?.event !== 'done'
+  )
+    throw new Error(`batch did not succeed on ${n}: ${text.slice(-300)}`);
+  const ids = ends.map((e) => e.task_id);
   const ms = performance.now() - t0;
   // What the platform itself took: first created_at to last completed_at, as stored.
   const rows = await Promise.all(
@@ -399,7 +408,7 @@ type Tool =
   | 'ansible_warm';
 const LABELS: Record<Tool, string> = {
   platform_stored: 'platform, as stored (first created_at -> last completed_at)',
-  platform_warm: 'platform, warm client (batch REST call + SSE per task)',
+  platform_warm: 'platform, warm client (one batch REST call, follow=1)',
   platform_cold: 'platform, `apctl run --agent ... -- echo hi` (fresh process per run)',
   pdsh_cold: 'pdsh -R ssh, plain ssh',
   pdsh_warm: 'pdsh -R ssh, ssh ControlMaster kept open',
