@@ -53,6 +53,7 @@ function result(taskId: string, stdout = 'hello\n'): TaskResult {
     stderrTruncated: false,
     limitsEnforced: [{ name: 'memory', mechanism: 'cgroup1', value: 1048576 }],
     signal: '',
+    lastSeq: 1,
   };
 }
 
