@@ -1,11 +1,11 @@
-/** /api/v1/tasks: create, read, cancel, and follow logs (SSE). */
+/** /api/v1/tasks: create (and follow, one task or a batch), read, cancel, and follow logs (SSE). */
+import { PassThrough } from 'node:stream';
+import type { FastifyBaseLogger } from 'fastify';
 import { Type, type Static } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TERMINAL_STATUSES, trace, type TaskStatusName } from '@agent-platform/protocol';
 import { PlatformError } from '../errors.js';
 import type { TaskRow, TaskSummaryRow } from '../store/index.js';
-import { PassThrough } from 'node:stream';
-import type { FastifyBaseLogger } from 'fastify';
 import type { TaskEnded, TaskEventKind, TaskService } from '../tasks/index.js';
 import { auditEntry } from './auth.js';
 import { ErrorSchema } from './schemas.js';
