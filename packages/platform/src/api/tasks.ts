@@ -442,7 +442,7 @@ export const taskRoutes =
           : undefined;
         const stream = new PassThrough();
         stream.write(`event: task\ndata: ${JSON.stringify(taskToJson(task))}\n\n`);
-        req.raw.on('close', () => follower.close());
+        reply.raw.on('close', () => follower.close());
         void follower.run(stream, 0, first, req.log).finally(() => stream.end());
         req.auditTarget = `task:${task.task_id}`;
         // Fastify sends a Readable as it is (onSend hooks, so the audit, still run first);
@@ -520,7 +520,7 @@ export const taskRoutes =
         );
         const stream = new PassThrough();
         stream.write(`event: tasks\ndata: ${JSON.stringify({ tasks: tasksOut })}\n\n`);
-        req.raw.on('close', () => follower.close());
+        reply.raw.on('close', () => follower.close());
         void follower
           .run(
             stream,
@@ -663,7 +663,7 @@ export const taskRoutes =
         reply.hijack();
         const res = reply.raw;
         res.writeHead(200, SSE_HEADERS);
-        req.raw.on('close', () => follower.close());
+        reply.raw.on('close', () => follower.close());
         await follower.run(res, since_seq, first, req.log);
         res.end();
       },

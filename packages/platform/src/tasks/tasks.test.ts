@@ -588,6 +588,57 @@ test('tasks list is newest first with a working cursor', async () => {
   assert.equal(p2.next_cursor, null);
 });
 
+test('a follow=1 answer whose client goes away stops following: no listener is left behind', async () => {
+  const agent = sim(a, { respond: false });
+  await agent.ready;
+  const baseline = a.tasks.events.listenerCount('task');
+  const ac = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${a.httpPort}/api/v1/tasks?follow=1`, {
+    method: 'POST',
+    headers: { ...AUTH_HEADERS, 'content-type': 'application/json' },
+    body: JSON.stringify({ agent_id: agent.agentId, type: 'shell', script: 'sleep 100' }),
+    signal: ac.signal,
+  });
+  assert.equal(res.status, 201);
+  const reader = res.body?.getReader();
+  const chunk = (await reader?.read()) as { value?: Uint8Array } | undefined;
+  const first = new TextDecoder().decode(chunk?.value);
+  assert.match(first, /^event: task\n/);
+  assert.equal(a.tasks.events.listenerCount('task'), baseline + 1, 'following while connected');
+  ac.abort();
+  await waitFor('listener removed', async () => a.tasks.events.listenerCount('task') === baseline);
+  const taskId = (/"task_id":"([^"]+)"/.exec(first) ?? [])[1] ?? '';
+
+  // The same for a log follow (GET) and a batch follow.
+  const opens = [
+    () => ({ url: `/api/v1/tasks/${taskId}/logs?follow=1`, init: {} }),
+    () => ({
+      url: '/api/v1/tasks/batch?follow=1',
+      init: {
+        method: 'POST',
+        body: JSON.stringify({ agent_ids: [agent.agentId], type: 'shell', script: 'sleep 100' }),
+      },
+    }),
+  ];
+  for (const open of opens) {
+    const { url, init } = open();
+    const ac2 = new AbortController();
+    const r = await fetch(`http://127.0.0.1:${a.httpPort}${url}`, {
+      ...init,
+      headers: { ...AUTH_HEADERS, 'content-type': 'application/json' },
+      signal: ac2.signal,
+    });
+    assert.ok(r.ok, url);
+    await r.body?.getReader().read();
+    assert.equal(a.tasks.events.listenerCount('task'), baseline + 1, url);
+    ac2.abort();
+    await waitFor(
+      `listener of ${url} removed`,
+      async () => a.tasks.events.listenerCount('task') === baseline,
+    );
+  }
+});
+
 test('a batch with follow=1: one call streams every task (on this process and on the other) to its end, then done', async () => {
   // Agents on both processes; one has two lines of output, one none, one reports no last seq.
   const agents = [
