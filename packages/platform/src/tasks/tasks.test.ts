@@ -685,6 +685,49 @@ test('a batch with follow=1: one call streams every task (on this process and on
   }
 });
 
+test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents are claimed together, not one statement per agent', async () => {
+  const agents = Array.from({ length: 20 }, () => sim(a, { respond: false }));
+  await Promise.all(agents.map((x) => x.ready));
+  // Other tests' agents on this process may be claimed too (the poll): count only ours.
+  const ours = new Set(agents.map((x) => x.agentId));
+  const counts = { claim: 0, claimMany: 0, claimedAgents: 0 };
+  const tasksStore = a.store.tasks;
+  const { claim, claimMany } = tasksStore;
+  tasksStore.claim = (...args) => {
+    if (ours.has(args[0])) counts.claim++;
+    return claim.apply(tasksStore, args);
+  };
+  tasksStore.claimMany = (list, node) => {
+    const mine = list.filter((x) => ours.has(x.agentId)).length;
+    if (mine > 0) counts.claimMany++;
+    counts.claimedAgents += mine;
+    return claimMany.apply(tasksStore, [list, node]);
+  };
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try {
+    await c.query(
+      `insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+                          timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds,
+                          status, delivery_deadline)
+       select gen_random_uuid(), id, 'shell', 'true', '[]', '{}', false, '', '', 30, 5,
+              '{"memory_bytes":0,"cpu_millicores":0,"max_processes":0,"max_output_bytes":0}', 600,
+              'pending', now() + interval '10 minutes'
+         from unnest($1::text[]) as id`,
+      [agents.map((x) => x.agentId)],
+    );
+    await waitFor('every agent got its task', async () => agents.every((x) => x.received.length === 1), 3000);
+    // One statement per agent without batching (20). The NOTIFYs arrive in a few socket
+    // reads (seen: 7 + 5 + ...), and the poll may claim once more: a handful of statements.
+    assert.ok(counts.claim + counts.claimMany <= 8, JSON.stringify(counts));
+    assert.ok(counts.claimedAgents >= 10, JSON.stringify(counts));
+  } finally {
+    tasksStore.claim = claim;
+    tasksStore.claimMany = claimMany;
+    await c.end();
+  }
+});
+
 test('batches to agents held here are claimed together, each agent up to its capacity, oldest first', async () => {
   const agents = [
     sim(a, { capacity: 1, respond: false }),
