@@ -45,9 +45,9 @@ export interface TaskRunnerOptions {
   closeAckTimeoutMs?: number;
   /**
    * How long after its spawn a task's TaskStarted waits, ms; default 20. A task
-   * that ends sooner sends none: its TaskResult carries the start time, which
-   * saves a message each way and a database write per short task. Its first
-   * output, or this delay, sends it. 0 = at once.
+   * that ends sooner sends none, output or not: its TaskResult carries the start
+   * time, which saves a message and a database write per short task (`uptime`,
+   * `echo hi`). 0 = at once.
    */
   startedReportDelayMs?: number;
 }
@@ -283,9 +283,6 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
         (chunk) => {
           const l = link;
           if (!l) return; // logs are best effort; the result keeps head and tail
-          // The platform hears that the task runs before it hears its output.
-          const entry = active.get(taskId);
-          if (entry && !entry.startedSent) reportStarted(taskId, entry);
           l.send({
             message: {
               $case: 'taskLog',
