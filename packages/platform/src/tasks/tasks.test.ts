@@ -692,16 +692,18 @@ test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents
   const ours = new Set(agents.map((x) => x.agentId));
   const counts = { claim: 0, claimMany: 0, claimedAgents: 0 };
   const tasksStore = a.store.tasks;
-  const { claim, claimMany } = tasksStore;
+  // (Bound copies put back afterwards: the store's methods are its own properties.)
+  const claim = tasksStore.claim.bind(tasksStore);
+  const claimMany = tasksStore.claimMany.bind(tasksStore);
   tasksStore.claim = (...args) => {
     if (ours.has(args[0])) counts.claim++;
-    return claim.apply(tasksStore, args);
+    return claim(...args);
   };
   tasksStore.claimMany = (list, node) => {
     const mine = list.filter((x) => ours.has(x.agentId)).length;
     if (mine > 0) counts.claimMany++;
     counts.claimedAgents += mine;
-    return claimMany.apply(tasksStore, [list, node]);
+    return claimMany(list, node);
   };
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
