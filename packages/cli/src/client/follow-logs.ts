@@ -5,7 +5,7 @@
  * `since_seq`, so no chunk is lost; chunks with a seq already seen are
  * skipped, so none is written twice.
  */
-import { isRetryable } from '../errors.js';
+import { CliError, errorText, isRetryable } from '../errors.js';
 import type { PlatformClient } from './platform-client.js';
 import { readSse, type SseEvent } from './sse.js';
 import { NetworkError } from './transport.js';
@@ -104,4 +104,48 @@ function isStreamBreak(err: unknown): boolean {
   if (err instanceof NetworkError) return true;
   const code = (err as { code?: unknown }).code ?? (err.cause as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' && (code.startsWith('ECONN') || code === 'EPIPE' || code === 'ETIMEDOUT');
+}
+
+/**
+ * Makes a create-and-follow call (`open`, which sends the same Idempotency-Key each
+ * time) and reads its first event, which names what was created. A call that fails
+ * below HTTP, or whose answer breaks before that event, is made again (3 attempts):
+ * at most one task is created either way. Returns the first event's value and the
+ * events after it; a platform without follow=1 answers JSON (`answer`), and then
+ * there are no events.
+ */
+export async function openFollowed<T>(
+  open: () => Promise<{ stream: AsyncIterable<Uint8Array> } | { answer: T }>,
+  first: { event: string; parse: (data: string) => T | undefined },
+): Promise<{ value: T; events?: AsyncGenerator<SseEvent> }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await open();
+      if ('answer' in r) return { value: r.answer };
+      const events = readSse(r.stream);
+      let head: IteratorResult<SseEvent>;
+      try {
+        head = await events.next();
+      } catch (err) {
+        throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
+      }
+      if (head.done)
+        throw new CliError('PLATFORM_UNREACHABLE', `the answer ended before its \`${first.event}\` event`);
+      let value: T | undefined;
+      try {
+        value = head.value.event === first.event ? first.parse(head.value.data) : undefined;
+      } catch {
+        value = undefined;
+      }
+      if (value === undefined)
+        throw new CliError(
+          'BAD_RESPONSE',
+          `the platform's first event was ${head.value.event}, not a valid ${first.event}`,
+        );
+      return { value, events };
+    } catch (err) {
+      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
 }

@@ -192,15 +192,10 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
     return new ApiError(`HTTP_${res.status}`, `${snippet} (from ${server})`, res.status);
   }
 
-  async function json<T>(
-    method: string,
-    path: string,
-    init?: Parameters<typeof send>[2],
-  ): Promise<ApiResult<T>> {
-    const res = await send(method, path, init);
-    let raw: string;
+  /** The whole body; a connection that breaks while it is read is PLATFORM_UNREACHABLE. */
+  async function readText(res: TransportResponse): Promise<string> {
     try {
-      raw = await res.text();
+      return await res.text();
     } catch (err) {
       throw new CliError(
         'PLATFORM_UNREACHABLE',
@@ -208,6 +203,15 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
         { cause: err },
       );
     }
+  }
+
+  async function json<T>(
+    method: string,
+    path: string,
+    init?: Parameters<typeof send>[2],
+  ): Promise<ApiResult<T>> {
+    const res = await send(method, path, init);
+    const raw = await readText(res);
     try {
       return { data: JSON.parse(raw) as T, raw };
     } catch {
@@ -235,16 +239,7 @@ export function createPlatformClient(options: PlatformClientOptions): PlatformCl
       },
     });
     if ((res.header('content-type') ?? '').startsWith('text/event-stream')) return { stream: res.body };
-    let raw: string;
-    try {
-      raw = await res.text();
-    } catch (err) {
-      throw new CliError(
-        'PLATFORM_UNREACHABLE',
-        `connection to ${server} broke mid-response (${networkReason(err)})`,
-        { cause: err },
-      );
-    }
+    const raw = await readText(res);
     try {
       return { json: JSON.parse(raw) as unknown };
     } catch {

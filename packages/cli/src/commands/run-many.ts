@@ -8,11 +8,10 @@
  * succeeded, else the highest exit code among them (1 for a task without one).
  * Ctrl-C cancels every task and waits for them to end; a second Ctrl-C exits.
  */
-import { followTaskLogs } from '../client/follow-logs.js';
+import { followTaskLogs, openFollowed } from '../client/follow-logs.js';
 import type { PlatformClient } from '../client/platform-client.js';
-import { readSse, type SseEvent } from '../client/sse.js';
 import type { CreateTaskBody, LogEntry, TaskEnd } from '../client/types.js';
-import { ApiError, CliError, errorText } from '../errors.js';
+import { ApiError, errorText } from '../errors.js';
 import { flushAndExit, writeOut } from '../output/write.js';
 import { taskExitCode } from '../task-exit.js';
 
@@ -24,49 +23,6 @@ export interface RunManyTarget {
 interface BatchResponse {
   /** hostname: from platforms that send it. */
   tasks: { task_id: string; agent_id: string; hostname?: string; created: boolean }[];
-}
-
-/**
- * Creates the batch and opens its event stream in one call (retried with the same
- * key when it fails before naming the tasks); `events` is what follows the `tasks`
- * event, absent from a platform that answered JSON.
- */
-async function openBatch(
-  client: PlatformClient,
-  body: Record<string, unknown>,
-  key: string,
-): Promise<{ tasks: BatchResponse['tasks']; events?: AsyncGenerator<SseEvent> }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const r = await client.createBatchFollow(body, key);
-      if ('json' in r) return { tasks: (r.json as BatchResponse).tasks };
-      const events = readSse(r.stream);
-      let first: IteratorResult<SseEvent>;
-      try {
-        first = await events.next();
-      } catch (err) {
-        throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
-      }
-      if (first.done)
-        throw new CliError('PLATFORM_UNREACHABLE', 'the answer ended before it named the tasks');
-      let tasks: BatchResponse['tasks'] | undefined;
-      try {
-        tasks =
-          first.value.event === 'tasks' ? (JSON.parse(first.value.data) as BatchResponse).tasks : undefined;
-      } catch {
-        tasks = undefined;
-      }
-      if (!Array.isArray(tasks))
-        throw new CliError(
-          'BAD_RESPONSE',
-          `the platform's first event was not the tasks: ${first.value.event}`,
-        );
-      return { tasks, events };
-    } catch (err) {
-      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
 }
 
 /** Buffers a stream's text until whole lines, so lines of two hosts never mix. */
@@ -95,10 +51,23 @@ export async function runMany(
   key: string,
 ): Promise<never> {
   const say = (line: string) => process.stderr.write(`apctl: ${line}\n`);
-  const { tasks, events } = await openBatch(
-    client,
-    { ...body, ...(target.agentIds ? { agent_ids: target.agentIds } : { label: target.label }) },
-    key,
+  // Create the batch and follow it in one call; the first event lists its tasks.
+  const batchBody = {
+    ...body,
+    ...(target.agentIds ? { agent_ids: target.agentIds } : { label: target.label }),
+  };
+  const { value: tasks, events } = await openFollowed(
+    async () => {
+      const r = await client.createBatchFollow(batchBody, key);
+      return 'json' in r ? { answer: (r.json as BatchResponse).tasks } : r;
+    },
+    {
+      event: 'tasks',
+      parse: (data) => {
+        const list = (JSON.parse(data) as Partial<BatchResponse>).tasks;
+        return Array.isArray(list) ? list : undefined;
+      },
+    },
   );
   let interrupted = 0;
   const cancelAll = async () => {

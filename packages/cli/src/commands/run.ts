@@ -14,8 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { followTaskLogs } from '../client/follow-logs.js';
-import { readSse, type SseEvent } from '../client/sse.js';
+import { followTaskLogs, openFollowed } from '../client/follow-logs.js';
 import { runMany } from './run-many.js';
 import type { PlatformClient } from '../client/platform-client.js';
 import type { CreateTaskBody, TaskJson, TaskLimits } from '../client/types.js';
@@ -159,48 +158,6 @@ async function createTask(client: PlatformClient, body: CreateTaskBody, key: str
   }
 }
 
-/**
- * Creates the task and opens its event stream in one call; returns the task id
- * and the stream's remaining events (none from a platform that answered JSON:
- * the caller opens the log stream itself). A call that failed, or whose stream
- * broke before it named the task, is made again with the same Idempotency-Key.
- */
-async function createAndOpen(
-  client: PlatformClient,
-  body: CreateTaskBody,
-  key: string,
-): Promise<{ taskId: string; opened?: AsyncIterable<SseEvent> }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const r = await client.createTaskFollow(body, key);
-      if ('task' in r) return { taskId: r.task.task_id };
-      const events = readSse(r.stream);
-      let first: IteratorResult<SseEvent>;
-      try {
-        first = await events.next();
-      } catch (err) {
-        throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
-      }
-      if (first.done) throw new CliError('PLATFORM_UNREACHABLE', 'the answer ended before it named the task');
-      let task: TaskJson | undefined;
-      try {
-        task = first.value.event === 'task' ? (JSON.parse(first.value.data) as TaskJson) : undefined;
-      } catch {
-        task = undefined;
-      }
-      if (typeof task?.task_id !== 'string')
-        throw new CliError(
-          'BAD_RESPONSE',
-          `the platform's first event was not the task: ${first.value.event}`,
-        );
-      return { taskId: task.task_id, opened: events };
-    } catch (err) {
-      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
-}
-
 async function runTask(
   client: PlatformClient,
   body: CreateTaskBody,
@@ -250,7 +207,20 @@ async function runTask(
     process.stdout.write(`${taskId}\n`);
     return flushAndExit(0);
   }
-  const { taskId, opened } = await createAndOpen(client, body, key);
+  // Create and follow in one call; the first event names the task.
+  const { value: taskId, events: opened } = await openFollowed(
+    async () => {
+      const r = await client.createTaskFollow(body, key);
+      return 'task' in r ? { answer: r.task.task_id } : r;
+    },
+    {
+      event: 'task',
+      parse: (data) => {
+        const id = (JSON.parse(data) as Partial<TaskJson>).task_id;
+        return typeof id === 'string' ? id : undefined;
+      },
+    },
+  );
   state.taskId = taskId;
   // Interrupted while the POST was in flight: cancel now that there is an id.
   if (interruptedBy !== undefined) void cancel();

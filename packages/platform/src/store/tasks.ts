@@ -136,6 +136,21 @@ export interface FollowPage {
   logs: { seq: number; stream: 'stdout' | 'stderr'; output: string; ts: Date }[];
 }
 
+/** A follower's row (state + chunks as JSON) as a FollowPage. */
+function followPage(r: {
+  status: TaskStatusName;
+  exit_code: number | null;
+  error: string | null;
+  logs: { seq: string | number; stream: 'stdout' | 'stderr'; output: string; ts: string }[];
+}): FollowPage {
+  return {
+    status: r.status,
+    exitCode: r.exit_code,
+    error: r.error,
+    logs: r.logs.map((l) => ({ seq: Number(l.seq), stream: l.stream, output: l.output, ts: new Date(l.ts) })),
+  };
+}
+
 export interface TaskQueries {
   /**
    * Inserts a task, pending (or dispatched, see {@link CreateOptions.dispatch}), and
@@ -598,18 +613,7 @@ export function createTaskQueries(
          where t.task_id = ${taskId}::uuid`,
       );
       const r = rows[0];
-      if (!r) return undefined;
-      return {
-        status: r.status,
-        exitCode: r.exit_code,
-        error: r.error,
-        logs: r.logs.map((l) => ({
-          seq: Number(l.seq),
-          stream: l.stream,
-          output: l.output,
-          ts: new Date(l.ts),
-        })),
-      };
+      return r ? followPage(r) : undefined;
     },
 
     async followReadMany(items, limit) {
@@ -631,19 +635,7 @@ export function createTaskQueries(
           from unnest(${items.map((i) => i.taskId)}::uuid[], ${items.map((i) => String(i.sinceSeq))}::bigint[])
                as s(task_id, since_seq)
           join tasks t on t.task_id = s.task_id`.execute(db);
-      for (const r of rows) {
-        out.set(r.task_id, {
-          status: r.status,
-          exitCode: r.exit_code,
-          error: r.error,
-          logs: r.logs.map((l) => ({
-            seq: Number(l.seq),
-            stream: l.stream,
-            output: l.output,
-            ts: new Date(l.ts),
-          })),
-        });
-      }
+      for (const r of rows) out.set(r.task_id, followPage(r));
       return out;
     },
 
