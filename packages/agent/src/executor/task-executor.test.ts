@@ -578,6 +578,21 @@ function procStat(pid: number): { ppid: number; comm: string; session: number } 
  * Task processes waiting at their gate: children of a spawn helper (a perl child
  * of this process) that are prepared (own session, stdin /dev/null) but still perl.
  */
+/** Nothing of a task stopped at its gate ran or was left: no exec, no marker, no process, no directory. */
+async function assertNeverRan(
+  task: { spawned: boolean },
+  result: { exitCode: number },
+  marker: string,
+  taskId: string,
+): Promise<void> {
+  assert.equal(result.exitCode, -1);
+  assert.equal(task.spawned, false);
+  await sleep(100);
+  assert.equal(existsSync(marker), false);
+  assert.deepEqual(waitingAtGate(), []);
+  assert.equal(taskDirOf(workDir, taskId), null);
+}
+
 function waitingAtGate(): number[] {
   const all = readdirSync('/proc')
     .filter((e) => /^\d+$/.test(e))
@@ -658,12 +673,7 @@ test(
     const result = await task.result;
     assert.equal(result.status, 'failed');
     assert.equal(result.error, 'not started: disk full');
-    assert.equal(result.exitCode, -1);
-    assert.equal(task.spawned, false);
-    await sleep(100);
-    assert.equal(existsSync(marker), false);
-    assert.deepEqual(waitingAtGate(), []);
-    assert.equal(taskDirOf(workDir, s.taskId), null);
+    await assertNeverRan(task, result, marker, s.taskId);
   },
 );
 
@@ -681,11 +691,6 @@ test(
     const result = await task.result;
     assert.equal(result.status, 'canceled');
     assert.equal(result.error, 'canceled: operator asked');
-    assert.equal(result.exitCode, -1);
-    assert.equal(task.spawned, false);
-    await sleep(100);
-    assert.equal(existsSync(marker), false);
-    assert.deepEqual(waitingAtGate(), []);
-    assert.equal(taskDirOf(workDir, s.taskId), null);
+    await assertNeverRan(task, result, marker, s.taskId);
   },
 );

@@ -62,6 +62,17 @@ export interface TaskRunContext {
   ensureWorkDir(again?: boolean): Promise<void>;
 }
 
+/** A task made ready to start: its command line, environment, user and how it is spawned. */
+interface Prepared {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  user: TaskUser | null;
+  tools: HostTools;
+  spawner: Spawner | null;
+  taskDir: { dir: string; scriptFile: string };
+}
+
 type RunState = 'queued' | 'preparing' | 'running' | 'stopping' | 'finishing' | 'done';
 
 interface StopReason {
@@ -180,15 +191,7 @@ export class TaskRun {
     }
   }
 
-  private async prepare(): Promise<{
-    argv: string[];
-    cwd: string;
-    env: Record<string, string>;
-    user: TaskUser | null;
-    tools: HostTools;
-    spawner: Spawner | null;
-    taskDir: { dir: string; scriptFile: string };
-  }> {
+  private async prepare(): Promise<Prepared> {
     const spec = this.spec;
     if (spec.type !== 'shell' && spec.type !== 'python') {
       throw new TaskSetupError(`unsupported task type: ${String(spec.type)}`);
@@ -315,14 +318,7 @@ export class TaskRun {
       user,
       tools,
       spawner,
-    }: {
-      argv: string[];
-      cwd: string;
-      env: Record<string, string>;
-      user: TaskUser | null;
-      tools: HostTools;
-      spawner: Spawner | null;
-    },
+    }: Prepared,
     gate?: Promise<unknown>,
   ): Promise<ExecResult> {
     const [file, ...args] = argv;

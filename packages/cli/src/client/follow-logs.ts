@@ -118,31 +118,42 @@ export async function openFollowed<T>(
   open: () => Promise<{ stream: AsyncIterable<Uint8Array> } | { answer: T }>,
   first: { event: string; parse: (data: string) => T | undefined },
 ): Promise<{ value: T; events?: AsyncGenerator<SseEvent> }> {
+  return retryUnreachable(async () => {
+    const r = await open();
+    if ('answer' in r) return { value: r.answer };
+    const events = readSse(r.stream);
+    let head: IteratorResult<SseEvent>;
+    try {
+      head = await events.next();
+    } catch (err) {
+      throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
+    }
+    if (head.done)
+      throw new CliError('PLATFORM_UNREACHABLE', `the answer ended before its \`${first.event}\` event`);
+    let value: T | undefined;
+    try {
+      value = head.value.event === first.event ? first.parse(head.value.data) : undefined;
+    } catch {
+      value = undefined;
+    }
+    if (value === undefined)
+      throw new CliError(
+        'BAD_RESPONSE',
+        `the platform's first event was ${head.value.event}, not a valid ${first.event}`,
+      );
+    return { value, events };
+  });
+}
+
+/**
+ * Runs a request that sends an Idempotency-Key again when it failed below HTTP
+ * (PLATFORM_UNREACHABLE: it may or may not have reached the platform): 3
+ * attempts, 300 and 600 ms apart. Any other error is thrown at once.
+ */
+export async function retryUnreachable<T>(call: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const r = await open();
-      if ('answer' in r) return { value: r.answer };
-      const events = readSse(r.stream);
-      let head: IteratorResult<SseEvent>;
-      try {
-        head = await events.next();
-      } catch (err) {
-        throw new CliError('PLATFORM_UNREACHABLE', `the answer broke off: ${errorText(err)}`, { cause: err });
-      }
-      if (head.done)
-        throw new CliError('PLATFORM_UNREACHABLE', `the answer ended before its \`${first.event}\` event`);
-      let value: T | undefined;
-      try {
-        value = head.value.event === first.event ? first.parse(head.value.data) : undefined;
-      } catch {
-        value = undefined;
-      }
-      if (value === undefined)
-        throw new CliError(
-          'BAD_RESPONSE',
-          `the platform's first event was ${head.value.event}, not a valid ${first.event}`,
-        );
-      return { value, events };
+      return await call();
     } catch (err) {
       if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
       await new Promise((r) => setTimeout(r, 300 * attempt));

@@ -14,11 +14,11 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { followTaskLogs, openFollowed } from '../client/follow-logs.js';
+import { followTaskLogs, openFollowed, retryUnreachable } from '../client/follow-logs.js';
 import { runMany } from './run-many.js';
 import type { PlatformClient } from '../client/platform-client.js';
 import type { CreateTaskBody, TaskJson, TaskLimits } from '../client/types.js';
-import { ApiError, CliError, errorText, isRetryable, usageError } from '../errors.js';
+import { ApiError, errorText, isRetryable, usageError } from '../errors.js';
 import { flushAndExit, writeOut } from '../output/write.js';
 import { EXIT_INTERRUPTED, taskExitCode } from '../task-exit.js';
 import {
@@ -148,14 +148,7 @@ async function taskBody(words: string[], f: RunFlags): Promise<CreateTaskBody> {
  * at most one task is created either way.
  */
 async function createTask(client: PlatformClient, body: CreateTaskBody, key: string): Promise<TaskJson> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return (await client.createTask(body, key)).data;
-    } catch (err) {
-      if (!(err instanceof CliError && err.code === 'PLATFORM_UNREACHABLE') || attempt >= 3) throw err;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
+  return retryUnreachable(async () => (await client.createTask(body, key)).data);
 }
 
 async function runTask(

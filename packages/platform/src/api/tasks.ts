@@ -250,7 +250,7 @@ class TaskFollower {
         read = undefined;
         if (!current) {
           const e = this.ended;
-          if (e && e.lastSeq !== null && seq >= e.lastSeq) {
+          if (e && hasEveryChunk(e, seq)) {
             // Stored here, and every chunk it wrote is already out: nothing to read.
             out.write(endEvent(this.taskId, e.status, e.exitCode, e.error));
             trace('p-end-sent', this.taskId);
@@ -261,8 +261,7 @@ class TaskFollower {
           current = await this.tasks.followRead(this.taskId, seq, 1000);
         }
         for (const l of current.logs) {
-          const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
-          out.write(`event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`);
+          out.write(logEvent(l));
           seq = l.seq;
         }
         if (current.logs.length === 1000) continue;
@@ -274,14 +273,7 @@ class TaskFollower {
           return;
         }
         if (this.changed) continue;
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 250);
-          this.wake = () => {
-            clearTimeout(t);
-            resolve();
-          };
-        });
-        this.wake = undefined;
+        await sleepOrWake(250, (wake) => (this.wake = wake));
       }
     } catch (err) {
       log.warn({ err }, 'log follow failed');
@@ -337,15 +329,7 @@ class BatchFollower {
     try {
       while (!this.closed && this.state.size > 0) {
         if (this.dirty.size === 0) {
-          const pollMs = this.state.size > 50 ? 1000 : 250;
-          const woken = await new Promise<boolean>((resolve) => {
-            const t = setTimeout(() => resolve(false), pollMs);
-            this.wake = () => {
-              clearTimeout(t);
-              resolve(true);
-            };
-          });
-          this.wake = undefined;
+          const woken = await sleepOrWake(this.state.size > 50 ? 1000 : 250, (wake) => (this.wake = wake));
           // Nothing happened here: read them all, for writes made by other processes.
           if (!woken) for (const id of this.state.keys()) this.dirty.add(id);
           continue;
@@ -357,7 +341,7 @@ class BatchFollower {
           const s = this.state.get(id);
           if (!s) continue;
           const e = s.ended;
-          if (e && e.lastSeq !== null && s.seq >= e.lastSeq) {
+          if (e && hasEveryChunk(e, s.seq)) {
             out.write(endEvent(id, e.status, e.exitCode, e.error));
             this.state.delete(id);
           } else toRead.push({ taskId: id, sinceSeq: s.seq });
@@ -369,14 +353,7 @@ class BatchFollower {
           const page = pages.get(taskId);
           if (!s || !page) continue;
           for (const l of page.logs) {
-            const data = {
-              task_id: taskId,
-              seq: l.seq,
-              stream: l.stream,
-              output: l.output,
-              timestamp: l.ts.toISOString(),
-            };
-            out.write(`event: log\ndata: ${JSON.stringify(data)}\n\n`);
+            out.write(logEvent(l, taskId));
             s.seq = l.seq;
           }
           if (page.logs.length === 1000) this.dirty.add(taskId);
@@ -394,6 +371,33 @@ class BatchFollower {
       this.tasks.events.off('task', this.onTask);
     }
   }
+}
+
+/** A follower that has sent chunk `seq` has all of a task whose end it holds: nothing left to read. */
+const hasEveryChunk = (end: TaskEnded, seq: number) => end.lastSeq !== null && seq >= end.lastSeq;
+
+/**
+ * Waits `ms`, or less when the function handed to `setWake` is called (it is
+ * unset again after). True when woken.
+ */
+async function sleepOrWake(ms: number, setWake: (wake: (() => void) | undefined) => void): Promise<boolean> {
+  const woken = await new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    setWake(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+  setWake(undefined);
+  return woken;
+}
+
+/** A `log` event: with the SSE id (one task's stream), or with the task id in its data (a batch's). */
+function logEvent(l: FollowPage['logs'][number], taskId?: string): string {
+  const data = { seq: l.seq, stream: l.stream, output: l.output, timestamp: l.ts.toISOString() };
+  return taskId === undefined
+    ? `event: log\nid: ${l.seq}\ndata: ${JSON.stringify(data)}\n\n`
+    : `event: log\ndata: ${JSON.stringify({ task_id: taskId, ...data })}\n\n`;
 }
 
 function endEvent(taskId: string, status: string, exitCode: number | null, error: string | null): string {
