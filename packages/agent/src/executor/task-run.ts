@@ -311,14 +311,7 @@ export class TaskRun {
    * it execs only when the gate says go and no stop came first.
    */
   private async execute(
-    {
-      argv,
-      cwd,
-      env,
-      user,
-      tools,
-      spawner,
-    }: Prepared,
+    { argv, cwd, env, user, tools, spawner }: Prepared,
     gate?: Promise<unknown>,
   ): Promise<ExecResult> {
     const [file, ...args] = argv;
