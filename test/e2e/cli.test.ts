@@ -334,9 +334,9 @@ test('over HTTPS, apctl trusts the platform CA given with --ca-cert and refuses 
 });
 
 test('run survives a platform SIGKILL: it reconnects, misses nothing it already had, repeats nothing', async () => {
-  // The script prints its second line only once its agent is connected again: output
-  // written while an agent has no platform is dropped (logs are best effort, the result
-  // keeps head and tail; docs/agent.md), and that is not what this test is about.
+  // The script prints its second line only once its agent is connected again, so that
+  // the line reaches apctl over its reconnected follow. (Output printed while the agent
+  // has no platform is kept and sent later too, docs/decisions/0006; task-faults tests that.)
   const go = path.join(work, 'sigkill-go');
   const r = apctl([
     'run',

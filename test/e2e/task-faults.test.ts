@@ -179,6 +179,53 @@ test('SIGKILL of the platform while 200 tasks run on 3 agents: all finish, resul
   assert.equal(body.tasks.filter((t) => tokens.has(t.task_id)).length, 200);
 });
 
+test('SIGKILL of the platform while a task prints: after the restart its log has every line once, in order', async () => {
+  startAgent('printer');
+  const agent = await onlineAgent('printer');
+  const lines = 40;
+  const t = await createTask(
+    agent.agent_id,
+    `i=1; while [ $i -le ${lines} ]; do echo line-$i; i=$((i+1)); sleep 0.1; done`,
+  );
+  await waitFor(
+    'first lines stored',
+    async () => {
+      const { body } = await api<{ logs: unknown[] }>('GET', `/api/v1/tasks/${t.task_id}/logs`);
+      return body.logs.length >= 3;
+    },
+    30_000,
+  );
+  // Lines printed from here until the agent is connected to the new process, and any
+  // the old one had received but not stored, exist only in the agent's memory.
+  process.kill(platform.pid, 'SIGKILL');
+  await platform.exited;
+  await new Promise((r) => setTimeout(r, 1000));
+  platform = startPlatform();
+  await waitFor('platform health after restart', healthy, 30_000);
+  const done = await waitFor(
+    'task terminal',
+    async () => {
+      const task = await getTask(t.task_id);
+      return TERMINAL.includes(task.status) ? task : undefined;
+    },
+    60_000,
+    200,
+  );
+  assert.equal(done.status, 'succeeded', JSON.stringify(done));
+  const { body } = await api<{ logs: { seq: number; output: string }[] }>(
+    'GET',
+    `/api/v1/tasks/${t.task_id}/logs?limit=1000`,
+  );
+  const seqs = body.logs.map((l) => l.seq);
+  assert.deepEqual(
+    seqs,
+    seqs.map((_, i) => i + 1),
+    'seqs 1..n, none missing',
+  );
+  const expected = Array.from({ length: lines }, (_, i) => `line-${i + 1}\n`).join('');
+  assert.equal(body.logs.map((l) => l.output).join(''), expected);
+});
+
 test('SIGKILL of an agent mid-task: restarted, the running task is lost with a reason and its process is gone; a finished result is delivered', async () => {
   const agentProc = startAgent('k1');
   const agent = await onlineAgent('k1');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -74,6 +74,7 @@ async function setup(
     maxQueued?: number;
     maxChunkBytes?: number;
     startedReportDelayMs?: number;
+    logReplayBytes?: number;
   } = {},
 ): Promise<Setup> {
   const root = opts.root ?? (await tempRoot());
@@ -91,6 +92,7 @@ async function setup(
     journal,
     closeAckTimeoutMs: 0,
     startedReportDelayMs: opts.startedReportDelayMs,
+    logReplayBytes: opts.logReplayBytes,
   });
   cleanups.push(async () => {
     await runner.close();
@@ -235,6 +237,85 @@ test('a result is re-sent at every onReady until the platform acknowledges it', 
   s.runner.onReady(link4);
   await sleep(100);
   assert.equal(link4.results().length, 0);
+});
+
+test('output printed while disconnected, and output sent on a link that died, goes again first on the next link', async () => {
+  const s = await setup();
+  const link1 = fakeLink();
+  s.runner.onReady(link1);
+  // Long enough to print while disconnected; a marker file says when to go on.
+  const go = path.join(s.root, 'go');
+  s.runner.onMessage(
+    request(
+      't-replay',
+      `echo one; echo two >&2; while [ ! -e ${go} ]; do sleep 0.02; done; echo three; echo four`,
+    ),
+    link1,
+  );
+  await waitFor('two chunks', () => link1.logs('t-replay').length >= 2);
+  s.runner.onDisconnected();
+  await writeFile(go, '');
+  await waitFor('journaled', () => s.journal.state('t-replay') === 'completed');
+  const lost = link1.logs('t-replay').map((l) => l.output);
+  assert.equal(lost.join(''), 'one\ntwo\n', 'nothing of three/four went on the dead link');
+
+  const link2 = fakeLink();
+  s.runner.onReady(link2);
+  await waitFor('re-sent result', () => link2.results().length === 1);
+  const logs = link2.logs('t-replay');
+  assert.deepEqual(
+    logs.map((l) => l.seq),
+    [...logs.keys()].map((i) => i + 1),
+    'every chunk from seq 1, in order',
+  );
+  assert.equal(
+    logs
+      .filter((l) => !l.isStderr)
+      .map((l) => l.output)
+      .join(''),
+    'one\nthree\nfour\n',
+  );
+  assert.equal(
+    logs
+      .filter((l) => l.isStderr)
+      .map((l) => l.output)
+      .join(''),
+    'two\n',
+  );
+  assert.equal(link2.results()[0]?.lastSeq, logs.at(-1)?.seq);
+  const lastLog = link2.sent.findLastIndex((m) => m.message?.$case === 'taskLog');
+  const result = link2.sent.findIndex((m) => m.message?.$case === 'taskResult');
+  assert.ok(lastLog < result, 'the output goes before the result');
+
+  // Acknowledged: neither output nor result goes again.
+  s.runner.onMessage(ack('t-replay'), link2);
+  await waitFor('acknowledged', () => s.journal.state('t-replay') === 'acknowledged');
+  s.runner.onDisconnected();
+  const link3 = fakeLink();
+  s.runner.onReady(link3);
+  await sleep(100);
+  assert.equal(link3.sent.length, 0);
+});
+
+test('the output kept for a new link is the newest within logReplayBytes', async () => {
+  const s = await setup({ logReplayBytes: 10 });
+  const link1 = fakeLink();
+  s.runner.onReady(link1);
+  s.runner.onDisconnected();
+  // Separate chunks: the executor flushes every 10 ms.
+  s.runner.onMessage(request('t-budget', 'echo aaaa; sleep 0.1; echo bbbb; sleep 0.1; echo cccc'), link1);
+  await waitFor('journaled', () => s.journal.state('t-budget') === 'completed');
+  const link2 = fakeLink();
+  s.runner.onReady(link2);
+  await waitFor('re-sent result', () => link2.results().length === 1);
+  const logs = link2.logs('t-budget');
+  assert.deepEqual(
+    logs.map((l) => [l.seq, l.output]),
+    [
+      [2, 'bbbb\n'],
+      [3, 'cccc\n'],
+    ],
+  );
 });
 
 test('taskCancel stops a running task: CANCELED with the reason', async () => {

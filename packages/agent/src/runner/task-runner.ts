@@ -7,10 +7,15 @@
  *        ├── invalid / shutting down ──> FAILED result (journaled, sent)
  *        └── journal.accept (on disk) ──> executor.start ──> TaskStarted, TaskLog…
  *                                              └── result ──> TaskResult + journal.complete
- *   ResultAck ──> journal.ack      onReady ──> re-send every unacknowledged result
+ *   ResultAck ──> journal.ack      onReady ──> re-send recent output, then every unacknowledged result
  *
- * Logs are best effort (sent on the current link, dropped while disconnected:
- * the result keeps head and tail); results are at least once.
+ * Results are at least once. Output is kept in memory per task, the last
+ * `logReplayBytes` of it, until the task's result is acknowledged, and every
+ * new link gets it again first (the platform stores a (task, seq) once): what a
+ * platform crash lost in flight and what the task printed while the agent had no
+ * platform reaches the log, within that bound. Older output of a long
+ * disconnect, and output held by an agent that itself restarts, is gone from the
+ * log; the result still keeps its head and tail.
  */
 import type { Logger } from 'pino';
 import { pino } from 'pino';
@@ -20,6 +25,7 @@ import {
   taskTypeToName,
   type AgentMessage,
   type ServerMessage,
+  type TaskLog,
   type TaskRequest,
   type TaskResult,
   trace,
@@ -50,6 +56,11 @@ export interface TaskRunnerOptions {
    * `echo hi`). 0 = at once.
    */
   startedReportDelayMs?: number;
+  /**
+   * Output kept per task for re-sending on a new link, bytes (UTF-16 units of the
+   * decoded text); the oldest chunks go first. Default 1 MiB. 0 = none kept.
+   */
+  logReplayBytes?: number;
 }
 
 /** The connection's handlers, plus an orderly stop. */
@@ -144,6 +155,32 @@ export function toTaskSpec(req: TaskRequest, defaultKillGraceSeconds = 5): TaskS
   };
 }
 
+/** A task's recent output messages, oldest first, within a byte budget. */
+class ReplayLog {
+  private msgs: TaskLog[] = [];
+  private head = 0;
+  private bytes = 0;
+
+  constructor(private readonly budget: number) {}
+
+  add(msg: TaskLog): void {
+    this.msgs.push(msg);
+    this.bytes += msg.output.length;
+    while (this.bytes > this.budget && this.head < this.msgs.length) {
+      this.bytes -= this.msgs[this.head]!.output.length;
+      this.msgs[this.head++] = undefined as unknown as TaskLog;
+    }
+    if (this.head > 1024 && this.head * 2 > this.msgs.length) {
+      this.msgs = this.msgs.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  *[Symbol.iterator](): IterableIterator<TaskLog> {
+    for (let i = this.head; i < this.msgs.length; i++) yield this.msgs[i]!;
+  }
+}
+
 interface ActiveTask {
   task: RunningTask;
   startedAt?: Date;
@@ -161,6 +198,9 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   const defaultKillGrace = options.defaultKillGraceSeconds ?? 5;
   const closeAckTimeoutMs = options.closeAckTimeoutMs ?? 2000;
   const startedDelayMs = options.startedReportDelayMs ?? 20;
+  const replayBudget = options.logReplayBytes ?? 1024 * 1024;
+  /** Output of tasks whose result is not acknowledged yet, re-sent first on every new link. */
+  const replays = new Map<string, ReplayLog>();
 
   let link: ServerLink | undefined;
   let closing = false;
@@ -281,20 +321,22 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       task = executor.start(
         spec,
         (chunk) => {
+          const value: TaskLog = {
+            taskId,
+            output: chunk.data,
+            isStderr: chunk.stream === 'stderr',
+            timestamp: chunk.timestamp,
+            seq: chunk.seq,
+          };
+          if (replayBudget > 0) {
+            let replay = replays.get(taskId);
+            if (!replay) replays.set(taskId, (replay = new ReplayLog(replayBudget)));
+            replay.add(value);
+          }
           const l = link;
-          if (!l) return; // logs are best effort; the result keeps head and tail
-          l.send({
-            message: {
-              $case: 'taskLog',
-              value: {
-                taskId,
-                output: chunk.data,
-                isStderr: chunk.stream === 'stderr',
-                timestamp: chunk.timestamp,
-                seq: chunk.seq,
-              },
-            },
-          });
+          // No link: kept for the next one (within the budget); the task is not held up.
+          if (!l) return;
+          l.send({ message: { $case: 'taskLog', value } });
           // Backpressure: the executor reads no more of this task's output until the stream drains.
           return waitDrain(l);
         },
@@ -356,13 +398,29 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     entry.task.cancel(why);
   }
 
-  async function resendAll(l: ServerLink): Promise<void> {
-    // The platform may have missed TaskStarted while we were disconnected.
+  /**
+   * What the platform may have missed, before anything new goes on this link:
+   * TaskStarted, then each task's kept output in seq order. Synchronous, so no
+   * later chunk can overtake an earlier one (a log follower reads by seq).
+   */
+  function resendProgress(l: ServerLink): void {
     for (const [taskId, entry] of active) {
       if (!entry.startedSent) continue; // its timer (or output, or result) reports it
       if (entry.startedAt)
         l.send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
     }
+    const unacknowledged = new Set(journal.unacknowledged());
+    for (const [taskId, replay] of replays) {
+      // A result the journal no longer holds needs no output either (acknowledged, or pruned).
+      if (!active.has(taskId) && !unacknowledged.has(taskId)) {
+        replays.delete(taskId);
+        continue;
+      }
+      for (const value of replay) l.send({ message: { $case: 'taskLog', value } });
+    }
+  }
+
+  async function resendAll(l: ServerLink): Promise<void> {
     for (const taskId of journal.unacknowledged()) {
       const result = await journal.result(taskId);
       if (link !== l) return; // the next onReady starts over
@@ -381,6 +439,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
     onReady(l) {
       releaseDrains();
       link = l;
+      resendProgress(l);
       track(resendAll(l));
     },
     onDisconnected() {
@@ -397,6 +456,8 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
           handleCancel(m.value.taskId, m.value.reason);
           break;
         case 'resultAck':
+          // Stored after every chunk sent before it on the same stream.
+          replays.delete(m.value.taskId);
           track(
             journal.ack(m.value.taskId).then((dropped) => {
               if (!dropped) log.debug({ task_id: m.value.taskId }, 'ack for no stored result');
