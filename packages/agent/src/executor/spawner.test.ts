@@ -212,6 +212,34 @@ test('helper: exec and chdir failures come back as errors with their stage', asy
   }
 });
 
+test("helper: a program named without a slash goes through Perl's exec (PATH, %ENV): same environment and signals", async (t) => {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  try {
+    const r = await s.start({
+      file: 'sh',
+      args: ['-c', 'echo "$GREETING"; grep -E "^Sig(Ign|Blk)" /proc/self/status'],
+      env: ['PATH=/usr/bin:/bin', 'GREETING=hi there'],
+      cwd: '/',
+      joinCgroups: [],
+      joinStrict: false,
+    });
+    assert.ok('process' in r);
+    let out = '';
+    r.process.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    r.process.stderr.resume();
+    const closed = new Promise((resolve) => r.process.stdout.once('close', resolve));
+    assert.deepEqual(await r.process.exited, { code: 0, signal: null, error: null });
+    await closed;
+    const [greeting, blk, ign] = out.split('\n');
+    assert.equal(greeting, 'hi there');
+    assert.match(blk ?? '', /^SigBlk:\s+0+$/);
+    assert.match(ign ?? '', /^SigIgn:\s+0+$/);
+  } finally {
+    await s.close();
+  }
+});
+
 test('helper: a signal that ends the task is reported by name', async (t) => {
   const s = await createSpawner(logger);
   if (!s) return t.skip('no usable spawn helper (perl, /proc)');
