@@ -256,6 +256,20 @@ export function procSample(pid: number): { rssBytes: number; cpuSeconds: number 
   return { rssBytes: rssKb * 1024, cpuSeconds: ticks / CLK_TCK };
 }
 
+/** Minor page faults of several processes together (ones that have exited count as 0). */
+export function minorFaultsOf(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      sum += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+    } catch {
+      // gone
+    }
+  }
+  return sum;
+}
+
 /** CPU seconds of several processes together (ones that have exited count as 0). */
 export function cpuSecondsOf(pids: number[]): number {
   let sum = 0;

@@ -15,6 +15,7 @@ import {
   bareSpawnRate,
   cpuSecondsOf,
   machineCpu,
+  minorFaultsOf,
   postJson,
   report,
   round,
@@ -38,6 +39,8 @@ interface Cpu {
   postgres: number;
   client: number;
   machine: number;
+  /** Minor page faults of the agents' Node processes (per task in results). */
+  agentNodeFaults: number;
 }
 
 interface RunResult {
@@ -70,6 +73,7 @@ async function run(agents: number): Promise<RunResult> {
         postgres: cpuSecondsOf(await pgPids()),
         client: (u.user + u.system) / 1e6,
         machine: machineCpu().busy,
+        agentNodeFaults: minorFaultsOf(cluster.agents.map((a) => a.pid)),
       };
     };
     const before = await sample();
@@ -113,6 +117,7 @@ async function run(agents: number): Promise<RunResult> {
         postgres: per('postgres'),
         client: per('client'),
         machine: per('machine'),
+        agentNodeFaults: round((after.agentNodeFaults - before.agentNodeFaults) / TASKS, 1),
       };
       return { rate: TASKS / r.secs, p50: r.p50, p99: r.p99, succeeded: Number(r.ok), cpu };
     } finally {
@@ -143,6 +148,7 @@ const rows: (string | number)[][] = [
     '100 %',
     '',
     '',
+    '',
     `${round(2000 / bareMean, 2)} (2 cores)`,
   ],
 ];
@@ -160,6 +166,7 @@ for (const { n, r, bare } of results) {
     `${round((100 * r.rate) / bare, 0)} %`,
     round(r.p50, 1),
     round(r.p99, 1),
+    r.cpu.agentNodeFaults,
     `${r.cpu.platform} / ${r.cpu.agents} (${r.cpu.agentNode} + ${round(r.cpu.agents - r.cpu.agentNode, 2)}) / ${r.cpu.postgres} / ${r.cpu.client} / ${r.cpu.machine}`,
   ]);
   json[`agents_${n}_cpu_ms_per_task`] = r.cpu;
@@ -177,6 +184,7 @@ report(
     'of bare',
     'p50 ms',
     'p99 ms',
+    'agent Node page faults/task',
     'CPU ms/task: platform / agents (their Node + spawn helpers and task processes) / PostgreSQL / load generator / whole machine',
   ],
   rows,
