@@ -10,11 +10,10 @@
  * one fault costs tens of microseconds. `--n N` (default 300) starts per round,
  * three rounds; medians of the rounds are printed.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { createSpawner } from '../packages/agent/src/executor/spawner.js';
-import { report, round } from './support.js';
+import { bareSpawn as bare, report, round } from './support.js';
 
 const i = process.argv.indexOf('--n');
 const N = i >= 0 ? Number(process.argv[i + 1]) : 300;
@@ -52,16 +51,6 @@ async function viaHelper(): Promise<void> {
   o.process.stdout.resume();
   o.process.stderr.resume();
   await Promise.all([o.process.exited, closed(o.process.stdout), closed(o.process.stderr)]);
-}
-
-function bare(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('/bin/sh', ['-c', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    c.stdout.resume();
-    c.stderr.resume();
-    c.on('error', reject);
-    c.on('close', () => resolve());
-  });
 }
 
 interface Round {
