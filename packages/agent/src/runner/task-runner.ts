@@ -409,10 +409,11 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       if (entry.startedAt)
         l.send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
     }
-    const unacknowledged = new Set(journal.unacknowledged());
     for (const [taskId, replay] of replays) {
-      // A result the journal no longer holds needs no output either (acknowledged, or pruned).
-      if (!active.has(taskId) && !unacknowledged.has(taskId)) {
+      // Running, finishing or with a result to deliver, the journal has it as accepted or
+      // completed; acknowledged (or pruned), its output is stored.
+      const state = journal.state(taskId);
+      if (state === undefined || state === 'acknowledged') {
         replays.delete(taskId);
         continue;
       }
