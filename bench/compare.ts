@@ -22,7 +22,9 @@
  * tools are installed from Debian's packages (apt-get update once, then
  * apt-get install -y); a tool that cannot be installed is reported and skipped.
  * Nothing under ~/.ssh or /etc/ssh is touched; /run/sshd (sshd's privilege
- * separation directory) is created if missing and removed again.
+ * separation directory) is created if missing and removed again. The sessions
+ * get an empty HOME (SetEnv), so the time of root's ~/.bashrc, which bash
+ * sources for every `ssh host cmd`, is not counted as the tools' time.
  *
  * `--tools platform,pdsh,ansible` picks what runs (default all), `--runs R`.
  * Each cell is the median of --runs runs (default 5). Goals at N = 50: >= 10x
