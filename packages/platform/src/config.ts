@@ -21,6 +21,11 @@ export interface PlatformConfig {
    */
   dispatchPollMs: number;
   /**
+   * Bytes of task logs stored per task; later chunks are dropped and the task is
+   * marked `logs_dropped`. Default 32 MiB. Not read from the environment.
+   */
+  logBudgetBytes: number;
+  /**
    * Plaintext gRPC and HTTP, agents identified by the id they send, no enrollment.
    * For tests and trusted loopback only; logged loudly. Env AP_INSECURE=1; default false.
    */
@@ -49,6 +54,7 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   logLevel: 'info',
   lostGraceSeconds: 300,
   dispatchPollMs: 1000,
+  logBudgetBytes: 32 * 1024 * 1024,
   insecure: false,
   tlsDir: '',
   tlsCertFile: '',
@@ -77,6 +83,7 @@ export function resolveConfig(
     logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
     lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
     dispatchPollMs: explicit.dispatchPollMs ?? DEFAULT_CONFIG.dispatchPollMs,
+    logBudgetBytes: explicit.logBudgetBytes ?? DEFAULT_CONFIG.logBudgetBytes,
     insecure: explicit.insecure ?? (truthy(env.AP_INSECURE) || DEFAULT_CONFIG.insecure),
     tlsDir: explicit.tlsDir ?? env.AP_TLS_DIR ?? DEFAULT_CONFIG.tlsDir,
     tlsCertFile: explicit.tlsCertFile ?? env.AP_TLS_CERT ?? DEFAULT_CONFIG.tlsCertFile,

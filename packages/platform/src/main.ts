@@ -115,6 +115,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       databaseUrl,
       lostGraceSeconds: config.lostGraceSeconds,
       pollIntervalMs: config.dispatchPollMs,
+      logBudgetBytes: config.logBudgetBytes,
     });
     gateway.setHandlers(tasks.handlers);
     await tasks.start();

@@ -75,8 +75,13 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
   let logs: LogRecord[] = [];
   let started: StartedMark[] = [];
   let results: PendingResult[] = [];
-  /** Bytes of logs accepted per task by this process (approximate across restarts; see docs). */
-  const logBytes = new Map<string, number>();
+  /**
+   * Bytes of logs accepted per task by this process (approximate across restarts;
+   * see docs), and the highest seq counted: an agent sends its kept output again
+   * after a reconnect (docs/decisions/0006), and a chunk seen before is stored
+   * once (on conflict do nothing), so it is not counted twice.
+   */
+  const logBytes = new Map<string, { bytes: number; seq: number }>();
   const dropped = new Set<string>();
   let newlyDropped: string[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -186,14 +191,17 @@ export function createEventWriter(options: EventWriterOptions): EventWriter {
     },
     log(record) {
       if (dropped.has(record.taskId)) return;
-      const n = (logBytes.get(record.taskId) ?? 0) + Buffer.byteLength(record.output);
-      if (n > budget) {
-        dropped.add(record.taskId);
-        newlyDropped.push(record.taskId);
-        schedule();
-        return;
+      const seen = logBytes.get(record.taskId) ?? { bytes: 0, seq: 0 };
+      if (record.seq > seen.seq) {
+        const n = seen.bytes + Buffer.byteLength(record.output);
+        if (n > budget) {
+          dropped.add(record.taskId);
+          newlyDropped.push(record.taskId);
+          schedule();
+          return;
+        }
+        logBytes.set(record.taskId, { bytes: n, seq: record.seq });
       }
-      logBytes.set(record.taskId, n);
       logs.push(record);
       schedule();
     },

@@ -892,3 +892,65 @@ test('a result the database refuses is not acknowledged: the session ends and th
   await waitFor('acknowledged', async () => again.acks.includes(t.task_id));
   assert.equal(again.received.length, 0, 'the task was not dispatched a second time');
 });
+
+test('output an agent sends again after a reconnect is stored once and not counted twice against the log budget', async () => {
+  // 30 bytes: four 7-byte lines and a 2-byte one fit; counted twice they would not.
+  const c = await startPlatform({
+    databaseUrl: db.url,
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    logger,
+    heartbeatIntervalSeconds: 1,
+    logBudgetBytes: 30,
+    ...TEST_PLATFORM_OPTIONS,
+  });
+  try {
+    const agent = sim(c, { respond: false });
+    await agent.ready;
+    const t = (
+      await api<TaskJson>(c, 'POST', '/api/v1/tasks', {
+        agent_id: agent.agentId,
+        type: 'shell',
+        script: 'true',
+      })
+    ).body;
+    await waitFor('dispatched', async () => agent.received.length === 1);
+    const log = (seq: number, output: string) =>
+      agent.send({
+        message: {
+          $case: 'taskLog',
+          value: { taskId: t.task_id, output, isStderr: false, timestamp: new Date(), seq },
+        },
+      });
+    for (let seq = 1; seq <= 4; seq++) log(seq, `line ${seq}\n`);
+    // The agent's replay: everything it kept, again, then what came after.
+    for (let seq = 1; seq <= 4; seq++) log(seq, `line ${seq}\n`);
+    log(5, 'k\n');
+    agent.finish(t.task_id);
+    const done = await waitFor('terminal', async () => {
+      const r = await api<TaskJson & { logs_dropped: boolean; log_bytes: number }>(
+        c,
+        'GET',
+        `/api/v1/tasks/${t.task_id}`,
+      );
+      return terminal(r.body) ? r.body : undefined;
+    });
+    assert.equal(done.logs_dropped, false);
+    assert.equal(done.log_bytes, 30);
+    const logs = (
+      await api<{ logs: { seq: number; output: string }[] }>(c, 'GET', `/api/v1/tasks/${t.task_id}/logs`)
+    ).body.logs;
+    assert.deepEqual(
+      logs.map((l) => [l.seq, l.output]),
+      [
+        [1, 'line 1\n'],
+        [2, 'line 2\n'],
+        [3, 'line 3\n'],
+        [4, 'line 4\n'],
+        [5, 'k\n'],
+      ],
+    );
+  } finally {
+    await c.stop();
+  }
+});
