@@ -33,17 +33,19 @@ interface TaskJson {
   completed_at: string | null;
 }
 
+/** The options of every platform process these tests start. */
+const common = () => ({
+  databaseUrl: db.url,
+  grpcListen: '127.0.0.1:0',
+  httpListen: '127.0.0.1:0',
+  logger,
+  heartbeatIntervalSeconds: 1,
+  ...TEST_PLATFORM_OPTIONS,
+});
+
 before(async () => {
   db = await createTestDatabase();
-  const common = {
-    databaseUrl: db.url,
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    logger,
-    heartbeatIntervalSeconds: 1,
-    ...TEST_PLATFORM_OPTIONS,
-  };
-  [a, b] = await Promise.all([startPlatform(common), startPlatform(common)]);
+  [a, b] = await Promise.all([startPlatform(common()), startPlatform(common())]);
 });
 after(async () => {
   for (const s of sims) s.close();
@@ -895,15 +897,7 @@ test('a result the database refuses is not acknowledged: the session ends and th
 
 test('output an agent sends again after a reconnect is stored once and not counted twice against the log budget', async () => {
   // 30 bytes: four 7-byte lines and a 2-byte one fit; counted twice they would not.
-  const c = await startPlatform({
-    databaseUrl: db.url,
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    logger,
-    heartbeatIntervalSeconds: 1,
-    logBudgetBytes: 30,
-    ...TEST_PLATFORM_OPTIONS,
-  });
+  const c = await startPlatform({ ...common(), logBudgetBytes: 30 });
   try {
     const agent = sim(c, { respond: false });
     await agent.ready;
