@@ -4,7 +4,7 @@
  * the test ends (see `ProcessGroup.killAll`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,8 +24,30 @@ export function freePort(): Promise<number> {
   });
 }
 
+const tempDirs: string[] = [];
+let removeAtExit = false;
+
+/**
+ * A fresh directory under the system's temp dir, removed when this process
+ * exits (state dirs, journals, databases' data: a bench run made dozens).
+ * AP_KEEP_TEMP=1 keeps them, to look at after a failure.
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(path.join(tmpdir(), `ap-${prefix}-`));
+  const dir = mkdtempSync(path.join(tmpdir(), `ap-${prefix}-`));
+  tempDirs.push(dir);
+  if (!removeAtExit && process.env.AP_KEEP_TEMP !== '1') {
+    removeAtExit = true;
+    process.once('exit', () => {
+      for (const d of tempDirs) {
+        try {
+          rmSync(d, { recursive: true, force: true });
+        } catch {
+          // a process of the test still writing there: left behind
+        }
+      }
+    });
+  }
+  return dir;
 }
 
 export interface Proc {
