@@ -19,6 +19,7 @@ import type { ServerLink } from '../connection/index.js';
 import { createTaskExecutor, type TaskExecutor } from '../executor/index.js';
 import { createTaskJournal, LOST_ERROR, TASK_ID_ENV, type TaskJournal } from '../journal/index.js';
 import { createTaskRunner, type TaskRunner } from './index.js';
+import { ReplayStore } from './task-runner.js';
 
 const roots: string[] = [];
 const cleanups: (() => Promise<void>)[] = [];
@@ -316,6 +317,31 @@ test('the output kept for a new link is the newest within logReplayBytes', async
       [3, 'cccc\n'],
     ],
   );
+});
+
+test('kept output is bounded per task and over all tasks: the task holding the most gives up its oldest chunks', () => {
+  const store = new ReplayStore(10, 15);
+  let seq = 0;
+  const add = (taskId: string, output: string) =>
+    store.add({ taskId, output, isStderr: false, timestamp: new Date(0), seq: ++seq });
+  const kept = () =>
+    Object.fromEntries([...store.entries()].map(([id, msgs]) => [id, [...msgs].map((m) => m.output)]));
+  add('a', 'a1..\n');
+  add('a', 'a2..\n');
+  add('b', 'b1..\n');
+  assert.equal(store.bytes, 15);
+  // Over the total: a and b hold 10 each; the first of them gives up its oldest.
+  add('b', 'b2..\n');
+  assert.deepEqual(kept(), { a: ['a2..\n'], b: ['b1..\n', 'b2..\n'] });
+  assert.equal(store.bytes, 15);
+  // Over a's own budget, then over the total again.
+  add('a', 'a3..\n');
+  add('a', 'a4..\n');
+  assert.deepEqual(kept(), { a: ['a4..\n'], b: ['b1..\n', 'b2..\n'] });
+  assert.equal(store.bytes, 15);
+  store.delete('b');
+  assert.equal(store.bytes, 5);
+  assert.deepEqual(kept(), { a: ['a4..\n'] });
 });
 
 test('taskCancel stops a running task: CANCELED with the reason', async () => {

@@ -61,6 +61,8 @@ export interface TaskRunnerOptions {
    * decoded text); the oldest chunks go first. Default 1 MiB. 0 = none kept.
    */
   logReplayBytes?: number;
+  /** Output kept over all tasks, bytes; the task holding the most gives up its oldest chunks. Default 16 MiB. */
+  logReplayTotalBytes?: number;
 }
 
 /** The connection's handlers, plus an orderly stop. */
@@ -155,29 +157,82 @@ export function toTaskSpec(req: TaskRequest, defaultKillGraceSeconds = 5): TaskS
   };
 }
 
-/** A task's recent output messages, oldest first, within a byte budget. */
+/** A task's recent output messages, oldest first. */
 class ReplayLog {
   private msgs: TaskLog[] = [];
   private head = 0;
-  private bytes = 0;
+  bytes = 0;
 
-  constructor(private readonly budget: number) {}
-
-  add(msg: TaskLog): void {
+  /** Adds a message, drops the oldest beyond `budget`; returns the change in bytes. */
+  add(msg: TaskLog, budget: number): number {
+    const before = this.bytes;
     this.msgs.push(msg);
     this.bytes += msg.output.length;
-    while (this.bytes > this.budget && this.head < this.msgs.length) {
-      this.bytes -= this.msgs[this.head]!.output.length;
-      this.msgs[this.head++] = undefined as unknown as TaskLog;
-    }
+    while (this.bytes > budget && this.head < this.msgs.length) this.dropOldest();
+    return this.bytes - before;
+  }
+
+  /** Drops the oldest message; returns its bytes (0 when empty). */
+  dropOldest(): number {
+    if (this.head >= this.msgs.length) return 0;
+    const n = this.msgs[this.head]!.output.length;
+    this.msgs[this.head++] = undefined as unknown as TaskLog;
+    this.bytes -= n;
     if (this.head > 1024 && this.head * 2 > this.msgs.length) {
       this.msgs = this.msgs.slice(this.head);
       this.head = 0;
     }
+    return n;
   }
 
   *[Symbol.iterator](): IterableIterator<TaskLog> {
     for (let i = this.head; i < this.msgs.length; i++) yield this.msgs[i]!;
+  }
+}
+
+/**
+ * Output kept for re-sending on a new link: per task the newest `perTask` bytes
+ * (UTF-16 units of the decoded text), and all tasks together at most `total`;
+ * over that, the task holding the most gives up its oldest message.
+ */
+export class ReplayStore {
+  private readonly logs = new Map<string, ReplayLog>();
+  private kept = 0;
+
+  constructor(
+    private readonly perTask: number,
+    private readonly total: number,
+  ) {}
+
+  /** Bytes kept over all tasks. */
+  get bytes(): number {
+    return this.kept;
+  }
+
+  add(msg: TaskLog): void {
+    if (this.perTask <= 0 || this.total <= 0) return;
+    let log = this.logs.get(msg.taskId);
+    if (!log) this.logs.set(msg.taskId, (log = new ReplayLog()));
+    this.kept += log.add(msg, this.perTask);
+    while (this.kept > this.total) {
+      let largest: ReplayLog | undefined;
+      for (const l of this.logs.values()) if (!largest || l.bytes > largest.bytes) largest = l;
+      const freed = largest?.dropOldest() ?? 0;
+      if (freed === 0) break;
+      this.kept -= freed;
+    }
+  }
+
+  delete(taskId: string): void {
+    const log = this.logs.get(taskId);
+    if (!log) return;
+    this.kept -= log.bytes;
+    this.logs.delete(taskId);
+  }
+
+  /** Task ids with their kept messages, oldest first. */
+  entries(): IterableIterator<[string, Iterable<TaskLog>]> {
+    return this.logs.entries();
   }
 }
 
@@ -198,9 +253,11 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
   const defaultKillGrace = options.defaultKillGraceSeconds ?? 5;
   const closeAckTimeoutMs = options.closeAckTimeoutMs ?? 2000;
   const startedDelayMs = options.startedReportDelayMs ?? 20;
-  const replayBudget = options.logReplayBytes ?? 1024 * 1024;
   /** Output of tasks whose result is not acknowledged yet, re-sent first on every new link. */
-  const replays = new Map<string, ReplayLog>();
+  const replays = new ReplayStore(
+    options.logReplayBytes ?? 1024 * 1024,
+    options.logReplayTotalBytes ?? 16 * 1024 * 1024,
+  );
 
   let link: ServerLink | undefined;
   let closing = false;
@@ -328,11 +385,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
             timestamp: chunk.timestamp,
             seq: chunk.seq,
           };
-          if (replayBudget > 0) {
-            let replay = replays.get(taskId);
-            if (!replay) replays.set(taskId, (replay = new ReplayLog(replayBudget)));
-            replay.add(value);
-          }
+          replays.add(value);
           const l = link;
           // No link: kept for the next one (within the budget); the task is not held up.
           if (!l) return;
@@ -409,7 +462,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       if (entry.startedAt)
         l.send({ message: { $case: 'taskStarted', value: { taskId, startedAt: entry.startedAt } } });
     }
-    for (const [taskId, replay] of replays) {
+    for (const [taskId, replay] of [...replays.entries()]) {
       // Running, finishing or with a result to deliver, the journal has it as accepted or
       // completed; acknowledged (or pruned), its output is stored.
       const state = journal.state(taskId);
