@@ -35,7 +35,16 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import path from 'node:path';
 import { APCTL, freePort, tempDir, waitFor } from '../test/support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../test/support/security.js';
-import { machineCpu, postText, report, round, startCluster, summarize, type Cluster } from './support.js';
+import {
+  machineCpu,
+  postText,
+  procStat,
+  report,
+  round,
+  startCluster,
+  summarize,
+  type Cluster,
+} from './support.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -109,8 +118,7 @@ function descendants(pid: number): number[] {
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const { ppid } = procStat(Number(e));
       kids.set(ppid, [...(kids.get(ppid) ?? []), Number(e)]);
     } catch {
       // exited meanwhile

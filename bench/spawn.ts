@@ -10,10 +10,9 @@
  * one fault costs tens of microseconds. `--n N` (default 300) starts per round,
  * three rounds; medians of the rounds are printed.
  */
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { createSpawner } from '../packages/agent/src/executor/spawner.js';
-import { bareSpawn as bare, report, round } from './support.js';
+import { bareSpawn as bare, CLK_TCK, procStat, report, round } from './support.js';
 
 const i = process.argv.indexOf('--n');
 const N = i >= 0 ? Number(process.argv[i + 1]) : 300;
@@ -22,14 +21,20 @@ const ROUNDS = 3;
 interface Stat {
   minflt: number;
   cminflt: number;
+  /** ms */
   cpu: number;
+  /** ms, of reaped children */
   childCpu: number;
 }
-const TICK_MS = 10;
-function stat(pid: number | 'self'): Stat {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  const n = (k: number) => Number(f[k]);
-  return { minflt: n(7), cminflt: n(8), cpu: (n(11) + n(12)) * TICK_MS, childCpu: (n(13) + n(14)) * TICK_MS };
+function stat(pid: number): Stat {
+  const st = procStat(pid);
+  const ms = 1000 / CLK_TCK;
+  return {
+    minflt: st.minflt,
+    cminflt: st.cminflt,
+    cpu: (st.utime + st.stime) * ms,
+    childCpu: (st.cutime + st.cstime) * ms,
+  };
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -64,13 +69,13 @@ interface Round {
 }
 async function measure(start: () => Promise<void>, helperPid: number | null): Promise<Round> {
   const h0 = helperPid ? stat(helperPid) : null;
-  const s0 = stat('self');
+  const s0 = stat(process.pid);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let k = 0; k < N; k++) await start();
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  const s1 = stat('self');
+  const s1 = stat(process.pid);
   const h1 = helperPid ? stat(helperPid) : null;
   const per = (x: number) => x / N;
   return {

@@ -245,15 +245,43 @@ function httpText(method: string, url: string, payload?: string): Promise<string
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux/x86). */
 export const CLK_TCK = 100;
 
+/** The counters of /proc/<pid>/stat the benches use; times in clock ticks (CLK_TCK). Throws when gone. */
+export interface ProcStat {
+  ppid: number;
+  minflt: number;
+  /** Minor faults of the children it has reaped. */
+  cminflt: number;
+  utime: number;
+  stime: number;
+  /** CPU time of the children it has reaped. */
+  cutime: number;
+  cstime: number;
+}
+
+export function procStat(pid: number): ProcStat {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command name, which may hold spaces and parentheses.
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  return {
+    ppid: f[1]!,
+    minflt: f[7]!,
+    cminflt: f[8]!,
+    utime: f[11]!,
+    stime: f[12]!,
+    cutime: f[13]!,
+    cstime: f[14]!,
+  };
+}
+
 /** RSS (bytes) and CPU time used so far (user + system, seconds) of a process, from /proc. */
 export function procSample(pid: number): { rssBytes: number; cpuSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const rssKb = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-  // Fields after the command name (which may hold spaces): utime and stime are 14th and 15th overall.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(rest[11]) + Number(rest[12]);
-  return { rssBytes: rssKb * 1024, cpuSeconds: ticks / CLK_TCK };
+  const st = procStat(pid);
+  return { rssBytes: rssKb * 1024, cpuSeconds: (st.utime + st.stime) / CLK_TCK };
 }
 
 /** Minor page faults of several processes together (ones that have exited count as 0). */
@@ -261,8 +289,7 @@ export function minorFaultsOf(pids: number[]): number {
   let sum = 0;
   for (const pid of pids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      sum += Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+      sum += procStat(pid).minflt;
     } catch {
       // gone
     }
@@ -290,14 +317,13 @@ export function cpuSecondsOf(pids: number[]): number {
  * helper reaped.
  */
 export function treeCpuSeconds(pid: number): number {
-  let stat: string;
+  let st: ProcStat;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    st = procStat(pid);
   } catch {
     return 0; // gone
   }
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  let ticks = Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+  let ticks = st.utime + st.stime + st.cutime + st.cstime;
   let sum = 0;
   try {
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
