@@ -182,10 +182,12 @@ use strict; use warnings; use POSIX (); use Fcntl qw(O_RDONLY O_WRONLY O_CREAT O
 my (%kids, %held, %gated);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
-$SIG{$_} = 'IGNORE' for qw(PIPE INT TERM HUP QUIT);
+my @ignore = qw(PIPE INT TERM HUP QUIT);
+$SIG{$_} = 'IGNORE' for @ignore;
+my $arch = (POSIX::uname())[4];
 # clone3 (435 in the generic table of x86_64 and aarch64) with CLONE_INTO_CGROUP (1 << 33):
 # the child starts in its v2 cgroup, no cgroup.procs write (which waits for an RCU grace period).
-my $clone3 = (($ARGV[0] || '') eq 'clone3' && (POSIX::uname())[4] =~ /^(x86_64|aarch64)$/
+my $clone3 = (($ARGV[0] || '') eq 'clone3' && $arch =~ /^(x86_64|aarch64)$/
   && eval { length(pack('Q<', 1)) == 8 }) ? 1 : 0;
 # Refusals that hold for every cgroup of ours: the kernel, a seccomp filter, permissions.
 my %off = map { $_ => 1 } (POSIX::ENOSYS(), POSIX::EINVAL(), POSIX::E2BIG(), POSIX::EPERM(), POSIX::EACCES(), POSIX::EBUSY(), POSIX::EOPNOTSUPP());
@@ -194,10 +196,10 @@ my $allsigs = POSIX::SigSet->new(); $allsigs->fillset(); my $oldsigs = POSIX::Si
 # fault (each one costs tens of microseconds on a busy virtual machine), so a child allocates nothing.
 my $nosigs = POSIX::SigSet->new(); my $dfl = POSIX::SigAction->new('DEFAULT');
 # Perl itself ignores SIGFPE (its exec puts it back; a raw execve does not).
-my @ignored = map { POSIX->can("SIG$_")->() } qw(PIPE INT TERM HUP QUIT FPE);
+my @ignored = map { POSIX->can("SIG$_")->() } (@ignore, 'FPE');
 sysopen(my $devnull, '/dev/null', O_RDONLY) or die "/dev/null: $!";
 # execve(2) by number with argv and envp packed in the parent: the child does not rebuild %ENV.
-my $execve = { x86_64 => 59, aarch64 => 221 }->{(POSIX::uname())[4]};
+my $execve = { x86_64 => 59, aarch64 => 221 }->{$arch};
 $execve = undef unless eval { length(pack('p', 'x')) == 8 };
 my $buf = '';
 sub out { my $s = shift; my $off = 0; while ($off < length $s) { my $n = syswrite(STDOUT, $s, length($s) - $off, $off); if (!defined $n) { next if $!{EINTR}; exit 0; } $off += $n; } }
