@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { createCgroupManager } from './cgroups.js';
 import { createSpawner, type SpawnRequest, type Spawner } from './spawner.js';
@@ -73,6 +73,17 @@ function childrenNamed(comm: string): number[] {
     }
   }
   return pids;
+}
+
+/** Runs `fn` with a fresh spawn helper, closed after; skips (saying why) where there is none. */
+async function withHelper(t: TestContext, fn: (s: Spawner) => Promise<void>): Promise<void> {
+  const s = await createSpawner(logger);
+  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
+  try {
+    await fn(s);
+  } finally {
+    await s.close();
+  }
 }
 
 function alive(pid: number): boolean {
@@ -176,10 +187,8 @@ for (const helper of [true, false]) {
   });
 }
 
-test('helper: exec and chdir failures come back as errors with their stage', async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
+test('helper: exec and chdir failures come back as errors with their stage', (t) =>
+  withHelper(t, async (s) => {
     const base = { args: [], env: [], joinCgroups: [], joinStrict: false };
     const noFile = await s.start({ ...base, file: '/nonexistent/bin', cwd: '/' });
     assert.ok('error' in noFile);
@@ -207,43 +216,24 @@ test('helper: exec and chdir failures come back as errors with their stage', asy
     lenient.process.stdout.resume();
     lenient.process.stderr.resume();
     assert.deepEqual(await lenient.process.exited, { code: 0, signal: null, error: null });
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
-test("helper: a program named without a slash goes through Perl's exec (PATH, %ENV): same environment and signals", async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
-    const r = await s.start({
+test("helper: a program named without a slash goes through Perl's exec (PATH, %ENV): same environment and signals", (t) =>
+  withHelper(t, async (s) => {
+    const { out, exit } = await spawnOut(s, 'echo "$GREETING"; grep -E "^Sig(Ign|Blk)" /proc/self/status', {
       file: 'sh',
-      args: ['-c', 'echo "$GREETING"; grep -E "^Sig(Ign|Blk)" /proc/self/status'],
       env: ['PATH=/usr/bin:/bin', 'GREETING=hi there'],
-      cwd: '/',
-      joinCgroups: [],
       joinStrict: false,
     });
-    assert.ok('process' in r);
-    let out = '';
-    r.process.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    r.process.stderr.resume();
-    const closed = new Promise((resolve) => r.process.stdout.once('close', resolve));
-    assert.deepEqual(await r.process.exited, { code: 0, signal: null, error: null });
-    await closed;
+    assert.deepEqual(exit, { code: 0, signal: null, error: null });
     const [greeting, blk, ign] = out.split('\n');
     assert.equal(greeting, 'hi there');
     assert.match(blk ?? '', /^SigBlk:\s+0+$/);
     assert.match(ign ?? '', /^SigIgn:\s+0+$/);
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
-test('helper: a signal that ends the task is reported by name', async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
+test('helper: a signal that ends the task is reported by name', (t) =>
+  withHelper(t, async (s) => {
     const r = await s.start({
       file: '/bin/sh',
       args: ['-c', 'kill -SEGV $$'],
@@ -256,10 +246,7 @@ test('helper: a signal that ends the task is reported by name', async (t) => {
     r.process.stdout.resume();
     r.process.stderr.resume();
     assert.deepEqual(await r.process.exited, { code: null, signal: 'SIGSEGV', error: null });
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
 test('helper: if the helper dies mid-task the task fails, its processes are killed, the next task runs', async (t) => {
   if (!haveHelper) return t.skip('no usable spawn helper (perl, /proc)');
@@ -479,10 +466,8 @@ function gateOf(): { gate: Promise<boolean>; open: (go: boolean) => void } {
   return { gate, open };
 }
 
-test('helper, gated: the child is made and prepared at once but execs only on go', async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
+test('helper, gated: the child is made and prepared at once but execs only on go', (t) =>
+  withHelper(t, async (s) => {
     const { req, marker, dir } = gatedRequest('go');
     const { gate, open } = gateOf();
     let settled = false;
@@ -510,15 +495,10 @@ test('helper, gated: the child is made and prepared at once but execs only on go
     assert.ok('error' in bad);
     assert.equal(bad.stage, 'exec');
     assert.equal(bad.error.code, 'ENOENT');
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
-test('helper, gated: abort (or a rejected gate) ends the child without exec', async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
+test('helper, gated: abort (or a rejected gate) ends the child without exec', (t) =>
+  withHelper(t, async (s) => {
     const { req, marker, dir } = gatedRequest('abort');
     const { gate, open } = gateOf();
     const start = s.start(req, gate);
@@ -544,15 +524,10 @@ test('helper, gated: abort (or a rejected gate) ends the child without exec', as
     ok.process.stderr.resume();
     assert.equal((await ok.process.exited).code, 0);
     assert.equal(readFileSync(next.marker, 'utf8'), 'ran\n');
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
-test('helper, gated: a child killed at its gate is reported as not started, and a later go does not run it', async (t) => {
-  const s = await createSpawner(logger);
-  if (!s) return t.skip('no usable spawn helper (perl, /proc)');
-  try {
+test('helper, gated: a child killed at its gate is reported as not started, and a later go does not run it', (t) =>
+  withHelper(t, async (s) => {
     const { req, marker, dir } = gatedRequest('killed');
     const { gate, open } = gateOf();
     const start = s.start(req, gate);
@@ -568,10 +543,7 @@ test('helper, gated: a child killed at its gate is reported as not started, and 
     await new Promise((res) => setTimeout(res, 100));
     assert.equal(existsSync(marker), false);
     assert.equal(existsSync(dir), false);
-  } finally {
-    await s.close();
-  }
-});
+  }));
 
 test('helper, gated: if the helper dies, its gated children exit without exec', async (t) => {
   const s = await createSpawner(logger);
