@@ -101,6 +101,28 @@ async function getTask(id: string): Promise<TaskJson> {
   return (await api<TaskJson>('GET', `/api/v1/tasks/${id}`)).body;
 }
 
+/** The task once it is in a terminal state. */
+function terminalTask(id: string, what: string, timeoutMs: number, intervalMs?: number): Promise<TaskJson> {
+  return waitFor(
+    what,
+    async () => {
+      const t = await getTask(id);
+      return TERMINAL.includes(t.status) ? t : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+  );
+}
+
+/** SIGKILL of the platform; `downMs` later a new process on the same ports and database. */
+async function killAndRestartPlatform(downMs: number): Promise<void> {
+  process.kill(platform.pid, 'SIGKILL');
+  await platform.exited;
+  await new Promise((r) => setTimeout(r, downMs));
+  platform = startPlatform();
+  await waitFor('platform health after restart', healthy, 30_000);
+}
+
 function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -145,11 +167,7 @@ test('SIGKILL of the platform while 200 tasks run on 3 agents: all finish, resul
     },
     30_000,
   );
-  process.kill(platform.pid, 'SIGKILL');
-  await platform.exited;
-  await new Promise((r) => setTimeout(r, 500));
-  platform = startPlatform();
-  await waitFor('platform health after restart', healthy, 30_000);
+  await killAndRestartPlatform(500);
 
   const all = await waitFor(
     'every task terminal',
@@ -197,20 +215,8 @@ test('SIGKILL of the platform while a task prints: after the restart its log has
   );
   // Lines printed from here until the agent is connected to the new process, and any
   // the old one had received but not stored, exist only in the agent's memory.
-  process.kill(platform.pid, 'SIGKILL');
-  await platform.exited;
-  await new Promise((r) => setTimeout(r, 1000));
-  platform = startPlatform();
-  await waitFor('platform health after restart', healthy, 30_000);
-  const done = await waitFor(
-    'task terminal',
-    async () => {
-      const task = await getTask(t.task_id);
-      return TERMINAL.includes(task.status) ? task : undefined;
-    },
-    60_000,
-    200,
-  );
+  await killAndRestartPlatform(1000);
+  const done = await terminalTask(t.task_id, 'task terminal', 60_000, 200);
   assert.equal(done.status, 'succeeded', JSON.stringify(done));
   const { body } = await api<{ logs: { seq: number; output: string }[] }>(
     'GET',
@@ -246,24 +252,10 @@ test('SIGKILL of an agent mid-task: restarted, the running task is lost with a r
   await agentProc.exited;
   process.kill(platform.pid, 'SIGCONT');
   startAgent('k1');
-  const lost = await waitFor(
-    'long task lost',
-    async () => {
-      const t = await getTask(long.task_id);
-      return TERMINAL.includes(t.status) ? t : undefined;
-    },
-    30_000,
-  );
+  const lost = await terminalTask(long.task_id, 'long task lost', 30_000);
   assert.equal(lost.status, 'lost');
   assert.match(lost.error ?? '', /restart/);
-  const q = await waitFor(
-    'quick task delivered',
-    async () => {
-      const t = await getTask(quick.task_id);
-      return TERMINAL.includes(t.status) ? t : undefined;
-    },
-    30_000,
-  );
+  const q = await terminalTask(quick.task_id, 'quick task delivered', 30_000);
   assert.equal(q.status, 'succeeded');
   assert.equal(q.stdout, 'quick-done\n');
   await waitFor('the lost task process is gone', async () => !pidAlive(longPid), 10_000);
@@ -286,14 +278,7 @@ test('SIGSTOP of an agent past 3 heartbeats: offline, then online after SIGCONT,
   assert.equal(off.disconnect_reason, 'heartbeat_timeout');
   process.kill(proc.pid, 'SIGCONT');
   await onlineAgent('s1', 30_000);
-  const done = await waitFor(
-    'task finished',
-    async () => {
-      const x = await getTask(t.task_id);
-      return TERMINAL.includes(x.status) ? x : undefined;
-    },
-    30_000,
-  );
+  const done = await terminalTask(t.task_id, 'task finished', 30_000);
   assert.equal(done.status, 'succeeded');
   assert.equal(done.stdout, 'survived\n');
 });
