@@ -126,6 +126,17 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 15_000): P
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Acknowledges the task's result on `link`, then reconnects: the new link, 100 ms after onReady. */
+async function ackThenReconnect(s: Setup, taskId: string, link: FakeLink): Promise<FakeLink> {
+  s.runner.onMessage(ack(taskId), link);
+  await waitFor('acknowledged', () => s.journal.state(taskId) === 'acknowledged');
+  s.runner.onDisconnected();
+  const next = fakeLink();
+  s.runner.onReady(next);
+  await sleep(100);
+  return next;
+}
+
 test('a request runs once even when sent twice, and never again after its result is acknowledged', async () => {
   const s = await setup();
   const marker = path.join(s.root, 'ran.txt');
@@ -230,13 +241,7 @@ test('a result is re-sent at every onReady until the platform acknowledges it', 
   const link3 = fakeLink();
   s.runner.onReady(link3);
   await waitFor('re-sent again', () => link3.results().length === 1);
-  s.runner.onMessage(ack('t-resend'), link3);
-  await waitFor('acknowledged', () => s.journal.state('t-resend') === 'acknowledged');
-  s.runner.onDisconnected();
-
-  const link4 = fakeLink();
-  s.runner.onReady(link4);
-  await sleep(100);
+  const link4 = await ackThenReconnect(s, 't-resend', link3);
   assert.equal(link4.results().length, 0);
 });
 
@@ -289,12 +294,7 @@ test('output printed while disconnected, and output sent on a link that died, go
   assert.ok(lastLog < result, 'the output goes before the result');
 
   // Acknowledged: neither output nor result goes again.
-  s.runner.onMessage(ack('t-replay'), link2);
-  await waitFor('acknowledged', () => s.journal.state('t-replay') === 'acknowledged');
-  s.runner.onDisconnected();
-  const link3 = fakeLink();
-  s.runner.onReady(link3);
-  await sleep(100);
+  const link3 = await ackThenReconnect(s, 't-replay', link2);
   assert.equal(link3.sent.length, 0);
 });
 
