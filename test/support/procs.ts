@@ -25,7 +25,6 @@ export function freePort(): Promise<number> {
 }
 
 const tempDirs: string[] = [];
-let removeAtExit = false;
 
 /**
  * A fresh directory under the system's temp dir, removed when this process
@@ -34,9 +33,7 @@ let removeAtExit = false;
  */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), `ap-${prefix}-`));
-  tempDirs.push(dir);
-  if (!removeAtExit && process.env.AP_KEEP_TEMP !== '1') {
-    removeAtExit = true;
+  if (tempDirs.push(dir) === 1 && process.env.AP_KEEP_TEMP !== '1') {
     process.once('exit', () => {
       for (const d of tempDirs) {
         try {

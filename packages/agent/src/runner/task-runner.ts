@@ -10,7 +10,8 @@
  *   ResultAck ──> journal.ack      onReady ──> re-send recent output, then every unacknowledged result
  *
  * Results are at least once. Output is kept in memory per task, the last
- * `logReplayBytes` of it, until the task's result is acknowledged, and every
+ * `logReplayBytes` of it (`logReplayTotalBytes` over all tasks), until the
+ * task's result is acknowledged, and every
  * new link gets it again first (the platform stores a (task, seq) once): what a
  * platform crash lost in flight and what the task printed while the agent had no
  * platform reaches the log, within that bound. Older output of a long
