@@ -284,12 +284,12 @@ export function procSample(pid: number): { rssBytes: number; cpuSeconds: number 
   return { rssBytes: rssKb * 1024, cpuSeconds: (st.utime + st.stime) / CLK_TCK };
 }
 
-/** Minor page faults of several processes together (ones that have exited count as 0). */
-export function minorFaultsOf(pids: number[]): number {
+/** `f` of the /proc stat of several processes, summed (ones that have exited count as 0). */
+function sumOverProcs(pids: number[], f: (st: ProcStat) => number): number {
   let sum = 0;
   for (const pid of pids) {
     try {
-      sum += procStat(pid).minflt;
+      sum += f(procStat(pid));
     } catch {
       // gone
     }
@@ -297,18 +297,12 @@ export function minorFaultsOf(pids: number[]): number {
   return sum;
 }
 
-/** CPU seconds of several processes together (ones that have exited count as 0). */
-export function cpuSecondsOf(pids: number[]): number {
-  let sum = 0;
-  for (const pid of pids) {
-    try {
-      sum += procSample(pid).cpuSeconds;
-    } catch {
-      // gone
-    }
-  }
-  return sum;
-}
+/** Minor page faults of several processes together. */
+export const minorFaultsOf = (pids: number[]): number => sumOverProcs(pids, (st) => st.minflt);
+
+/** CPU seconds of several processes together. */
+export const cpuSecondsOf = (pids: number[]): number =>
+  sumOverProcs(pids, (st) => (st.utime + st.stime) / CLK_TCK);
 
 /**
  * CPU seconds of a process and everything under it: its own time, the time of
