@@ -1,6 +1,6 @@
-import os from 'node:os';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
+import { defaultWorkDir } from './task-command.js';
 import type { TaskExecutorOptions } from './types.js';
 
 /** {@link TaskExecutorOptions} with every default filled in. */
@@ -37,7 +37,7 @@ export function resolveExecutorOptions(options: TaskExecutorOptions = {}): Resol
     flushIntervalMs: positive(options.flushIntervalMs, 100, 'flushIntervalMs'),
     // Below 4 bytes one character might not fit in a chunk.
     maxChunkBytes: Math.max(4, positive(options.maxChunkBytes, 64 * 1024, 'maxChunkBytes')),
-    workDir: options.workDir ?? path.join(os.tmpdir(), 'agent-platform-tasks'),
+    workDir: options.workDir === undefined ? defaultWorkDir() : path.resolve(options.workDir),
     containWithoutLimits: options.containWithoutLimits ?? true,
     spawnHelper: options.spawnHelper ?? true,
     baseEnv: options.baseEnv,

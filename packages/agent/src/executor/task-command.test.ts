@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
-import { CLEAN_PATH, buildEnv, parseShebang, safeName } from './task-command.js';
+import { CLEAN_PATH, buildEnv, defaultWorkDir, onTmpfs, parseShebang, safeName } from './task-command.js';
 import type { TaskSpec } from './types.js';
 
 const spec = (over: Partial<TaskSpec>): TaskSpec => ({
@@ -66,4 +69,35 @@ test('task ids become safe path components', () => {
   assert.equal(safeName('../../etc/passwd'), 'task.._.._etc_passwd');
   assert.equal(safeName('abc-123_x.y'), 'abc-123_x.y');
   assert.equal(safeName(''), 'task');
+});
+
+test('the default work directory is on a tmpfs when the host has one', (t) => {
+  if (!onTmpfs('/dev/shm')) {
+    t.skip('/dev/shm is not a tmpfs here: no tmpfs to prefer');
+    return;
+  }
+  // A temp directory that is a tmpfs is kept as it is.
+  assert.equal(defaultWorkDir('/dev/shm', '/nonexistent'), '/dev/shm/agent-platform-tasks');
+  // One on a disk gives way to /dev/shm.
+  const disk = process.cwd();
+  if (onTmpfs(disk)) {
+    t.diagnostic(`${disk} is a tmpfs too: the disk case is not checked`);
+  } else {
+    assert.equal(defaultWorkDir(disk, '/dev/shm'), '/dev/shm/agent-platform-tasks');
+    // No tmpfs to go to: the temp directory.
+    assert.equal(defaultWorkDir(disk, '/nonexistent'), path.join(disk, 'agent-platform-tasks'));
+  }
+  const shm = mkdtempSync(path.join('/dev/shm', 'workdir-test-'));
+  try {
+    assert.equal(onTmpfs(shm), true);
+    assert.equal(onTmpfs(path.join(shm, 'missing')), false);
+  } finally {
+    rmSync(shm, { recursive: true, force: true });
+  }
+  assert.equal(
+    onTmpfs(os.tmpdir())
+      ? defaultWorkDir().startsWith(os.tmpdir())
+      : defaultWorkDir().startsWith('/dev/shm/'),
+    true,
+  );
 });

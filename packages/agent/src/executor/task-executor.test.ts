@@ -20,6 +20,7 @@ import { pino } from 'pino';
 import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
 import { ExecutorError } from './errors.js';
 import { createSpawner } from './spawner.js';
+import { onTmpfs } from './task-command.js';
 import { createTaskExecutor } from './task-executor.js';
 import type { ExecResult, OutputChunk, TaskExecutor, TaskSpec } from './types.js';
 
@@ -136,6 +137,32 @@ test('without a working directory the task runs in a fresh directory that is rem
   const cwd = result.stdout.trim();
   assert.ok(cwd.startsWith(path.join(scratch, 'work')), cwd);
   assert.throws(() => readdirSync(cwd), /ENOENT/);
+});
+
+test('the task directory is removed after the task on a tmpfs and on a disk work directory', async (t) => {
+  const dirs: [string, string][] = [];
+  if (onTmpfs('/dev/shm')) dirs.push(['tmpfs', mkdtempSync(path.join('/dev/shm', 'executor-test-'))]);
+  else t.diagnostic('/dev/shm is not a tmpfs: the synchronous removal is not checked');
+  if (!onTmpfs(scratch)) dirs.push(['disk', scratch]);
+  else t.diagnostic(`${scratch} is a tmpfs: the removal through the thread pool is not checked`);
+  try {
+    for (const [kind, base] of dirs) {
+      const workDir = path.join(base, `work-${kind}`);
+      const ex = createTaskExecutor({ logger, workDir }, { cgroups });
+      // Only the script is left (the fast path), then a file of the task's own (the general one).
+      const plain = await run(spec({ script: 'pwd' }), ex);
+      const messy = await run(spec({ script: 'pwd; touch leftover' }), ex);
+      await ex.close();
+      for (const { result } of [plain, messy]) {
+        assert.equal(result.status, 'succeeded', result.error);
+        assert.ok(result.stdout.startsWith(workDir), `${kind}: ${result.stdout}`);
+        assert.throws(() => readdirSync(result.stdout.trim()), /ENOENT/, kind);
+      }
+      assert.deepEqual(readdirSync(workDir), [], kind);
+    }
+  } finally {
+    for (const [kind, base] of dirs) if (kind === 'tmpfs') rmSync(base, { recursive: true, force: true });
+  }
 });
 
 test('cleanEnv drops the agent environment but keeps the task env', async () => {

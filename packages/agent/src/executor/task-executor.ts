@@ -9,7 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
 import { ExecutorError, describeError } from './errors.js';
 import { resolveExecutorOptions } from './options.js';
-import { ensureWorkDir } from './task-command.js';
+import { ensureWorkDir, onTmpfs } from './task-command.js';
 import { createSpawner, type Spawner } from './spawner.js';
 import { TaskRun, type HostTools } from './task-run.js';
 import type {
@@ -83,9 +83,10 @@ export function createTaskExecutor(
   let serial = 0;
   let closed = false;
   let workDirReady: Promise<void> | null = null;
+  let workOnTmpfs = false;
   const ensureWork = (again = false): Promise<void> => {
     if (again || !workDirReady) {
-      workDirReady = ensureWorkDir(opts.workDir);
+      workDirReady = ensureWorkDir(opts.workDir).then(() => void (workOnTmpfs = onTmpfs(opts.workDir)));
       // A failure is retried by the next task, not remembered.
       workDirReady.catch(() => (workDirReady = null));
     }
@@ -140,6 +141,7 @@ export function createTaskExecutor(
         notBefore: startOptions.notBefore,
         serial: ++serial,
         ensureWorkDir: ensureWork,
+        workDirOnTmpfs: () => workOnTmpfs,
       });
       known.set(spec.taskId, run);
       if (mustQueue) queue.push(run);

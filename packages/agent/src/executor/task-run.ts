@@ -60,6 +60,8 @@ export interface TaskRunContext {
   serial: number;
   /** Makes the work directory; memoized by the executor, `again` after it vanished (tmp cleaners). */
   ensureWorkDir(again?: boolean): Promise<void>;
+  /** Whether the work directory is on tmpfs, where removing a task directory is cheap enough to do synchronously. */
+  workDirOnTmpfs(): boolean;
 }
 
 /** A task made ready to start: its command line, environment, user and how it is spawned. */
@@ -293,7 +295,7 @@ export class TaskRun {
         taskDir: { dir, scriptFile },
       };
     } catch (err) {
-      await removeTaskDir(dir, scriptFile);
+      await removeTaskDir(dir, scriptFile, this.ctx.workDirOnTmpfs());
       throw err;
     }
   }
@@ -646,7 +648,7 @@ export class TaskRun {
     const taskDir = this.taskDir;
     try {
       if (this.cgroup) await this.cgroup.remove();
-      if (taskDir) await removeTaskDir(taskDir.dir, taskDir.scriptFile);
+      if (taskDir) await removeTaskDir(taskDir.dir, taskDir.scriptFile, this.ctx.workDirOnTmpfs());
     } catch (err) {
       this.logger.warn({ err: describeError(err), dir: taskDir?.dir }, 'cannot clean up after task');
     }

@@ -148,7 +148,10 @@ export interface TaskExecutorOptions {
   flushIntervalMs?: number;
   /** Largest chunk, UTF-8 bytes; default 64 KiB. */
   maxChunkBytes?: number;
-  /** Where per-task directories (script file, default working dir) go; default os.tmpdir()/agent-platform-tasks. */
+  /**
+   * Where per-task directories (script file, default working dir) go; default
+   * a tmpfs when the host has one (defaultWorkDir, task-command.ts).
+   */
   workDir?: string;
   /**
    * Put tasks that ask for no cgroup limit in a cgroup anyway, so processes

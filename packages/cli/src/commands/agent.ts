@@ -5,6 +5,7 @@ interface AgentFlags {
   server: string[];
   labels?: string;
   stateDir: string;
+  workDir?: string;
   capacity: string;
   heartbeatInterval?: string;
   logLevel?: string;
@@ -30,6 +31,10 @@ export function registerAgentCommand(program: Command): void {
       '--state-dir <dir>',
       'where the agent keeps its id and journal (env AP_STATE_DIR)',
       process.env.AP_STATE_DIR ?? './agent-state',
+    )
+    .option(
+      '--work-dir <dir>',
+      "where each task gets its own directory, the task's working directory unless it names one (env AP_WORK_DIR) [a tmpfs when there is one: <tmp>/agent-platform-tasks if the temp directory is one, else /dev/shm/agent-platform-tasks]",
     )
     .option('--capacity <n>', 'tasks run at once (env AP_CAPACITY)', process.env.AP_CAPACITY ?? '5')
     .option('--heartbeat-interval <seconds>', "override the platform's heartbeat interval")
@@ -70,6 +75,7 @@ export function registerAgentCommand(program: Command): void {
         tlsServerName: flags.tlsServerName ?? (env.AP_TLS_SERVER_NAME || undefined),
         servers,
         stateDir: flags.stateDir,
+        executor: { workDir: flags.workDir ?? (env.AP_WORK_DIR || undefined) },
         labels: parseLabels(flags.labels ?? process.env.AP_LABELS),
         capacity,
         heartbeatIntervalSeconds:
