@@ -15,7 +15,16 @@
  * ratios and in how many pairs this checkout was faster.
  */
 import path from 'node:path';
-import { machineCpu, postText, report, round, startCluster, summarize, type Cluster } from './support.js';
+import {
+  machineCpu,
+  postText,
+  report,
+  round,
+  startCluster,
+  stealPct,
+  summarize,
+  type Cluster,
+} from './support.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -66,6 +75,7 @@ async function once(c: Cluster): Promise<{ ms: number; cpu: number }> {
 }
 
 const base = await baseSupport.startCluster('ab_base', AGENTS);
+const m0 = machineCpu();
 let here: Cluster | undefined;
 const wall = { base: [] as number[], here: [] as number[] };
 const cpu = { base: [] as number[], here: [] as number[] };
@@ -93,12 +103,13 @@ try {
   await base.stop();
 }
 
+const steal = round(stealPct(m0, machineCpu()), 0);
 const faster = ratios.filter((x) => x < 1).length;
 const what = SINGLE
   ? `one \`${SCRIPT}\` task (POST ?follow=1)`
   : `\`${SCRIPT}\` on ${AGENTS} agents (batch, follow=1)`;
 report(
-  `ab: ${what}, ${RUNS} pairs, base ${BASE}`,
+  `ab: ${what}, ${RUNS} pairs, base ${BASE}, hypervisor steal ${steal} %`,
   ['build', 'wall p50 ms', 'wall p99 ms', 'machine CPU ms/task p50'],
   [
     [
@@ -133,5 +144,6 @@ report(
     here_cpu_ms_per_task_p50: round(summarize(cpu.here).p50, 2),
     ratio_p50: round(summarize(ratios).p50, 3),
     here_faster_pairs: faster,
+    steal_pct: steal,
   },
 );

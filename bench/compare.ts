@@ -37,6 +37,7 @@ import { APCTL, freePort, tempDir, waitFor } from '../test/support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../test/support/security.js';
 import {
   machineCpu,
+  stealPct,
   postText,
   procStat,
   report,
@@ -448,6 +449,9 @@ const otherLoad = round((100 * (m1.busy - m0.busy)) / (m1.total - m0.total), 0);
 for (const t of ['pdsh', 'ansible']) if (!TOOLS.has(t)) unavailable.set(t, `${t}: not asked for (--tools)`);
 if (!TOOLS.has('pdsh') && !TOOLS.has('ansible')) unavailable.set('sshd', 'sshd: not needed');
 for (const [, why] of unavailable) skipped.push(why);
+// Hypervisor steal during each tool's phase: the phases run one after the other.
+const steal: Record<string, number> = {};
+const mPlatform = machineCpu();
 
 // The platform first, with the ssh rig not yet running.
 const cluster = TOOLS.has('platform') ? await startCluster('compare', MAX) : undefined;
@@ -472,6 +476,8 @@ try {
   await cluster?.stop();
 }
 
+steal.platform = round(stealPct(mPlatform, machineCpu()), 0);
+const mSsh = machineCpu();
 if (!unavailable.has('sshd')) {
   let rig: SshRig | undefined;
   try {
@@ -501,6 +507,7 @@ if (!unavailable.has('sshd')) {
     await rig?.stop();
   }
 } else skipped.push('pdsh and ansible need sshd');
+if (!unavailable.has('sshd')) steal.ssh = round(stealPct(mSsh, machineCpu()), 0);
 
 for (const s of skipped) console.error(`skipped: ${s}`);
 const rows: (string | number)[][] = [];
@@ -509,6 +516,7 @@ const json: Record<string, unknown> = {
   runs: RUNS,
   hosts: HOSTS,
   machine_busy_before_pct: otherLoad,
+  steal_pct: steal,
 };
 for (const [tool, byN] of results) {
   rows.push([LABELS[tool], ...HOSTS.map((n) => (byN.has(n) ? round(byN.get(n) ?? NaN, 0) : '-'))]);
@@ -537,7 +545,11 @@ for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] a
     rows.push([`${other.replace('_', ' ')} time / platform time (warm / cold client)`, ...cells]);
 }
 report(
-  `compare: \`echo hi\` on N hosts, median wall ms of ${RUNS} runs (machine ${otherLoad} % busy before)`,
+  `compare: \`echo hi\` on N hosts, median wall ms of ${RUNS} runs (machine ${otherLoad} % busy before; hypervisor steal ${Object.entries(
+    steal,
+  )
+    .map(([k, v]) => `${v} % in the ${k} phase`)
+    .join(', ')})`,
   ['what', ...HOSTS.map((n) => `N = ${n}`)],
   rows,
   { ...json, goal_pdsh_ratio_at_50: 10, goal_ansible_ratio_at_50: 50, skipped },

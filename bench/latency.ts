@@ -11,7 +11,18 @@
  * Every request goes over kept-alive node:http connections. The kinds alternate
  * with the bare spawns, so a slow stretch of the machine hits them alike.
  */
-import { bareSpawn, getText, postJson, postText, report, round, startCluster, summarize } from './support.js';
+import {
+  bareSpawn,
+  getText,
+  machineCpu,
+  postJson,
+  postText,
+  report,
+  round,
+  startCluster,
+  stealPct,
+  summarize,
+} from './support.js';
 
 const N = Number(process.env.BENCH_N ?? 300);
 const WARMUP = 30;
@@ -61,6 +72,7 @@ try {
     await oneTask(cluster.http, agentId, false);
     await bareSpawn();
   }
+  const m0 = machineCpu();
   const client: number[] = [];
   const twoCalls: number[] = [];
   const server: number[] = [];
@@ -76,12 +88,13 @@ try {
     bare.push(performance.now() - t0);
     twoCalls.push((await oneTask(cluster.http, agentId, false)).client);
   }
+  const steal = round(stealPct(m0, machineCpu()), 0);
   const c = summarize(client);
   const c2 = summarize(twoCalls);
   const s = summarize(server);
   const b = summarize(bare);
   report(
-    `latency: create -> stored result of \`true\`, one agent, ${N} sequential tasks of each kind`,
+    `latency: create -> stored result of \`true\`, one agent, ${N} sequential tasks of each kind (hypervisor steal ${steal} %)`,
     ['what', 'p50 ms', 'p99 ms', 'mean ms'],
     [
       ['bare spawn `sh -c true` (same run)', round(b.p50), round(b.p99), round(b.mean)],
@@ -98,6 +111,7 @@ try {
     ],
     {
       bench: 'latency',
+      steal_pct: steal,
       n: N,
       bare_spawn_p50_ms: round(b.p50),
       client_p50_ms: round(c.p50),
