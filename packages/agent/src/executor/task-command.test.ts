@@ -3,7 +3,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { CLEAN_PATH, buildEnv, defaultWorkDir, onTmpfs, parseShebang, safeName } from './task-command.js';
+import {
+  CLEAN_PATH,
+  buildEnv,
+  defaultWorkDir,
+  mountOptions,
+  onTmpfs,
+  parseShebang,
+  safeName,
+} from './task-command.js';
 import type { TaskSpec } from './types.js';
 
 const spec = (over: Partial<TaskSpec>): TaskSpec => ({
@@ -100,4 +108,22 @@ test('the default work directory is on a tmpfs when the host has one', (t) => {
       : defaultWorkDir().startsWith('/dev/shm/'),
     true,
   );
+});
+
+test('the mount holding a directory is the longest mount point containing it, the last of equal ones', () => {
+  const mounts = [
+    '/dev/vda / ext4 rw,relatime 0 0',
+    'tmpfs /dev/shm tmpfs rw,nosuid,nodev 0 0',
+    'tmpfs /dev/shm tmpfs rw,nosuid,nodev,noexec 0 0',
+    'tmpfs /tmp tmpfs rw,noexec 0 0',
+    'tmpfs /tmpx tmpfs rw 0 0',
+    'tmpfs /mnt/with\\040space tmpfs rw,noexec 0 0',
+  ].join('\n');
+  assert.ok(mountOptions('/dev/shm/agent-platform-tasks', mounts).includes('noexec'));
+  assert.ok(mountOptions('/tmp', mounts).includes('noexec'));
+  // /tmpx is not under /tmp.
+  assert.deepEqual(mountOptions('/tmpx/a', mounts), ['rw']);
+  assert.deepEqual(mountOptions('/var/tmp', mounts), ['rw', 'relatime']);
+  assert.ok(mountOptions('/mnt/with space/x', mounts).includes('noexec'));
+  assert.deepEqual(mountOptions('/x', ''), []);
 });

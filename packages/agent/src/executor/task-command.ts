@@ -7,6 +7,8 @@ import { execFile } from 'node:child_process';
 import {
   accessSync,
   chownSync,
+  readFileSync,
+  realpathSync,
   constants as fsConstants,
   mkdirSync,
   rmdirSync,
@@ -262,24 +264,62 @@ export function onTmpfs(dir: string): boolean {
 }
 
 /**
- * The default work directory: `<tmp>/agent-platform-tasks` when the temp
- * directory is a tmpfs, else `/dev/shm/agent-platform-tasks` when that is a
- * writable tmpfs, else under the temp directory. On a journaling file system a
- * task directory's mkdir and rmdir wait behind every fsync of the host
- * (PostgreSQL's, the agent's journal) and cost a block allocation and a discard
- * each; on tmpfs they are a few microseconds (docs/decisions/0007).
+ * The options of the mount that holds `dir` (an absolute, resolved path), from
+ * a /proc/self/mounts text: of the mount points that contain it, the longest,
+ * and of equal ones the last mounted. Empty when none is found.
  */
-export function defaultWorkDir(tmp: string = os.tmpdir(), shm = '/dev/shm'): string {
-  let base = tmp;
-  if (!onTmpfs(tmp) && onTmpfs(shm)) {
-    try {
-      accessSync(shm, fsConstants.W_OK | fsConstants.X_OK);
-      base = shm;
-    } catch {
-      // not writable for this user: the temp directory
+export function mountOptions(dir: string, mounts: string): string[] {
+  let best = '';
+  let options: string[] = [];
+  for (const line of mounts.split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length < 4) continue;
+    // Spaces, tabs, newlines and backslashes in a mount point are octal escapes.
+    const point = (fields[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) =>
+      String.fromCharCode(parseInt(o, 8)),
+    );
+    const contains = point === '/' || dir === point || dir.startsWith(`${point}/`);
+    if (contains && point.length >= best.length) {
+      best = point;
+      options = (fields[3] ?? '').split(',');
     }
   }
-  return path.join(base, 'agent-platform-tasks');
+  return options;
+}
+
+/**
+ * The default work directory: `<tmp>/agent-platform-tasks` when the temp
+ * directory is a tmpfs, else `/dev/shm/agent-platform-tasks` when that is a
+ * tmpfs this user can write to and not mounted `noexec` where the temp
+ * directory is not, else under the temp directory. On a journaling file system
+ * a task directory's mkdir and rmdir wait behind every fsync of the host
+ * (PostgreSQL's, the agent's journal); on tmpfs they take microseconds
+ * (docs/decisions/0007).
+ */
+export function defaultWorkDir(tmp: string = os.tmpdir(), shm = '/dev/shm'): string {
+  const here = path.join(tmp, 'agent-platform-tasks');
+  if (onTmpfs(tmp) || !onTmpfs(shm)) return here;
+  try {
+    accessSync(shm, fsConstants.W_OK | fsConstants.X_OK);
+  } catch {
+    return here; // not writable for this user
+  }
+  let mounts = '';
+  try {
+    mounts = readFileSync('/proc/self/mounts', 'utf8');
+  } catch {
+    // unknown: no reason to stay
+  }
+  const noexec = (dir: string): boolean => {
+    try {
+      return mountOptions(realpathSync(dir), mounts).includes('noexec');
+    } catch {
+      return false;
+    }
+  };
+  // A task may build and run a program in its working directory.
+  if (noexec(shm) && !noexec(tmp)) return here;
+  return path.join(shm, 'agent-platform-tasks');
 }
 
 /**
