@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { createAgentConnection, type AgentConnection } from './connection/index.js';
+import { createAgentConnection, type AgentConnection, type ConnectionHandlers } from './connection/index.js';
 import { createTaskExecutor, type TaskExecutor, type TaskExecutorOptions } from './executor/index.js';
 import { snapshotEnv } from './executor/task-command.js';
 import { loadOrCreateAgentId } from './identity.js';
@@ -38,6 +38,11 @@ export interface AgentOptions {
    */
   stopAckTimeoutMs?: number;
   logger?: Logger;
+  /**
+   * Called for every task request the platform sends, before it is handled
+   * (`apctl agent` keeps the task path compiled while tasks keep coming).
+   */
+  onTaskRequest?: () => void;
   /**
    * Plaintext, no identity: the agent registers with the id in its state
    * directory and the platform must run with --insecure. Default false.
@@ -113,7 +118,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     capacity,
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
     logger: log.child({ scope: 'connection' }),
-    handlers: runner,
+    handlers: withTaskHook(runner, options.onTaskRequest),
     credentials: identity ? identityCredentials(identity) : undefined,
     tlsServerName: options.tlsServerName,
   });
@@ -140,5 +145,20 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       stopping ??= stop();
       return stopping;
     },
+  };
+}
+
+/** The runner's handlers, with `hook` called first for every task request. */
+function withTaskHook(runner: TaskRunner, hook: (() => void) | undefined): ConnectionHandlers {
+  if (!hook) return runner;
+  return {
+    pendingTaskIds: () => runner.pendingTaskIds(),
+    runningTasks: () => runner.runningTasks(),
+    onReady: (link) => runner.onReady(link),
+    onMessage: (msg, link) => {
+      if (msg.message?.$case === 'taskRequest') hook();
+      runner.onMessage(msg, link);
+    },
+    onDisconnected: () => runner.onDisconnected(),
   };
 }

@@ -55,7 +55,7 @@ export function registerAgentCommand(program: Command): void {
       if (!Number.isInteger(capacity) || capacity < 1)
         throw new Error(`--capacity must be a positive integer, got ${flags.capacity}`);
       // Before the agent's modules load, so nothing of them is ever compiled by an optimizing tier.
-      const { applyAgentV8Flags } = await import('../agent-runtime.js');
+      const { applyAgentV8Flags, createBytecodeAging } = await import('../agent-runtime.js');
       const v8Flags = applyAgentV8Flags();
       // Server-side modules load on use: client commands (run, tasks, ...) start without them.
       const [{ parseLabels, startAgent }, { createProcessLogger }] = await Promise.all([
@@ -67,6 +67,7 @@ export function registerAgentCommand(program: Command): void {
       const env = process.env;
       const insecure = flags.insecure ?? /^(1|true|yes|on)$/i.test(env.AP_INSECURE ?? '');
       if (insecure) logger.warn({ insecure: true }, 'INSECURE: plaintext connection, no agent identity');
+      const aging = createBytecodeAging();
       const agent = await startAgent({
         insecure,
         joinToken: flags.joinToken ?? (env.AP_JOIN_TOKEN || undefined),
@@ -81,9 +82,13 @@ export function registerAgentCommand(program: Command): void {
         heartbeatIntervalSeconds:
           flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
         logger,
+        onTaskRequest: aging?.onTaskRequest,
       });
       onShutdownSignal(
-        () => agent.stop(),
+        () => {
+          aging?.stop();
+          return agent.stop();
+        },
         (m) => logger.info(m),
       );
     });
