@@ -13,6 +13,10 @@
  * as the builds; neighbouring calls of a pair share the state. Reported: each
  * side's median wall time and machine CPU per task, the median of the per-pair
  * ratios and in how many pairs this checkout was faster.
+ *
+ * `--base-env NAME=VALUE` (repeatable) sets an environment variable for the
+ * base's processes only; with `--base .` that compares one build under two
+ * settings (e.g. `AP_AGENT_V8_FLAGS`).
  */
 import path from 'node:path';
 import {
@@ -33,7 +37,7 @@ function arg(name: string, def: string): string {
 const BASE = arg('base', '');
 if (BASE === '') {
   console.error(
-    'usage: npm run bench:ab -- --base DIR [--agents N] [--runs R] [--script S] [--single] [--pause MS]',
+    'usage: npm run bench:ab -- --base DIR [--base-env NAME=VALUE]... [--agents N] [--runs R] [--script S] [--single] [--pause MS]',
   );
   process.exit(2);
 }
@@ -43,6 +47,7 @@ const RUNS = Number(arg('runs', SINGLE ? '300' : '12'));
 const SCRIPT = arg('script', SINGLE ? 'true' : 'echo hi');
 const PAUSE = Number(arg('pause', SINGLE ? '0' : '700'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const BASE_ENV = process.argv.flatMap((a, i) => (process.argv[i - 1] === '--base-env' ? [a] : []));
 
 // The base's own harness, so that it starts the base's own build.
 const baseSupport = (await import(path.resolve(BASE, 'bench/support.ts'))) as {
@@ -74,7 +79,19 @@ async function once(c: Cluster): Promise<{ ms: number; cpu: number }> {
   return { ms, cpu };
 }
 
+// The base's processes inherit this process's environment at their start.
+const saved = { ...process.env };
+for (const kv of BASE_ENV) {
+  const eq = kv.indexOf('=');
+  if (eq < 1) throw new Error(`--base-env wants NAME=VALUE, got ${kv}`);
+  process.env[kv.slice(0, eq)] = kv.slice(eq + 1);
+}
 const base = await baseSupport.startCluster('ab_base', AGENTS);
+for (const kv of BASE_ENV) {
+  const name = kv.slice(0, kv.indexOf('='));
+  if (saved[name] === undefined) delete process.env[name];
+  else process.env[name] = saved[name];
+}
 const m0 = machineCpu();
 let here: Cluster | undefined;
 const wall = { base: [] as number[], here: [] as number[] };
@@ -109,7 +126,7 @@ const what = SINGLE
   ? `one \`${SCRIPT}\` task (POST ?follow=1)`
   : `\`${SCRIPT}\` on ${AGENTS} agents (batch, follow=1)`;
 report(
-  `ab: ${what}, ${RUNS} pairs, base ${BASE}, hypervisor steal ${steal} %`,
+  `ab: ${what}, ${RUNS} pairs, base ${BASE}${BASE_ENV.length > 0 ? ` with ${BASE_ENV.join(' ')}` : ''}, hypervisor steal ${steal} %`,
   ['build', 'wall p50 ms', 'wall p99 ms', 'machine CPU ms/task p50'],
   [
     [
@@ -134,6 +151,7 @@ report(
   {
     bench: 'ab',
     base: BASE,
+    base_env: BASE_ENV,
     single: SINGLE,
     agents: AGENTS,
     runs: RUNS,
