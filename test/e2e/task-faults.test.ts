@@ -232,11 +232,12 @@ test('SIGKILL of the platform while a task prints: after the restart its log has
   assert.equal(body.logs.map((l) => l.output).join(''), expected);
 });
 
-test('SIGKILL of an agent mid-task: restarted, the running task is lost with a reason and its process is gone; a finished result is delivered', async () => {
+test('SIGKILL of an agent mid-task: restarted, the running task is lost with a reason, its process and directory are gone; a finished result is delivered', async () => {
   const agentProc = startAgent('k1');
   const agent = await onlineAgent('k1');
   const pidFile = path.join(work, 'long.pid');
-  const long = await createTask(agent.agent_id, `echo $$ > ${pidFile}\nexec sleep 300`);
+  const cwdFile = path.join(work, 'long.cwd');
+  const long = await createTask(agent.agent_id, `pwd > ${cwdFile}\necho $$ > ${pidFile}\nexec sleep 300`);
   const quick = await createTask(agent.agent_id, 'sleep 1.5; echo quick-done');
   await waitFor(
     'long task running',
@@ -244,6 +245,8 @@ test('SIGKILL of an agent mid-task: restarted, the running task is lost with a r
   );
   const longPid = Number(readFileSync(pidFile, 'utf8').trim());
   assert.ok(pidAlive(longPid));
+  const longDir = readFileSync(cwdFile, 'utf8').trim();
+  assert.ok(existsSync(path.join(longDir, 'script.sh')), longDir);
   // Freeze the platform so the quick result cannot be acknowledged, let the quick
   // task finish on the agent, then kill the agent: the result exists only in its journal.
   process.kill(platform.pid, 'SIGSTOP');
@@ -255,6 +258,8 @@ test('SIGKILL of an agent mid-task: restarted, the running task is lost with a r
   const lost = await terminalTask(long.task_id, 'long task lost', 30_000);
   assert.equal(lost.status, 'lost');
   assert.match(lost.error ?? '', /restart/);
+  // Removed by the restarted agent before it registered, so before the task showed lost.
+  assert.equal(existsSync(longDir), false, `${longDir} is left`);
   const q = await terminalTask(quick.task_id, 'quick task delivered', 30_000);
   assert.equal(q.status, 'succeeded');
   assert.equal(q.stdout, 'quick-done\n');

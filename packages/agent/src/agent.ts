@@ -105,6 +105,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     maxConcurrent: capacity,
     logger: log.child({ scope: 'executor' }),
   });
+  // Their directories hold at least the script, in memory where the work directory is a tmpfs.
+  await executor.removeLeftovers(journal.lost);
   const runner = createTaskRunner({
     executor,
     journal,

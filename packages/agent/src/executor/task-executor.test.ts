@@ -9,6 +9,7 @@ import {
   readFileSync,
   readdirSync,
   readlinkSync,
+  mkdirSync,
   mkdtempSync,
   rmSync,
   writeFileSync,
@@ -162,6 +163,26 @@ test('the task directory is removed after the task on a tmpfs and on a disk work
     }
   } finally {
     for (const [kind, base] of dirs) if (kind === 'tmpfs') rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('removeLeftovers removes the directories of the given lost tasks and nothing else', async () => {
+  const workDir = path.join(scratch, 'leftovers');
+  const ex = createTaskExecutor({ logger, workDir }, { cgroups });
+  try {
+    assert.equal(await ex.removeLeftovers(['lost-1']), 0, 'no work directory yet');
+    const make = (name: string) => {
+      mkdirSync(path.join(workDir, name, 'sub'), { recursive: true });
+      writeFileSync(path.join(workDir, name, 'script.sh'), 'true');
+    };
+    make('lost-1-3-0a0b0c0d');
+    make('lost-1-7-01020304'); // the same task, run by another agent process before
+    make('lost-10-1-0a0b0c0d'); // another task whose id starts the same
+    make('other-2-1-0a0b0c0d');
+    assert.equal(await ex.removeLeftovers(['lost-1', 'not-there']), 2);
+    assert.deepEqual(readdirSync(workDir).sort(), ['lost-10-1-0a0b0c0d', 'other-2-1-0a0b0c0d']);
+  } finally {
+    await ex.close();
   }
 });
 

@@ -4,12 +4,13 @@
  *   start() ──> queued (FIFO, at most maxQueued) ──> running (at most maxConcurrent) ──> done
  *                  └── cancel: leaves the queue, result 'canceled' at once
  */
-import { access } from 'node:fs/promises';
+import { access, readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { constants as fsConstants } from 'node:fs';
 import { createCgroupManager, createNoCgroupManager, type CgroupManager } from './cgroups.js';
 import { ExecutorError, describeError } from './errors.js';
 import { resolveExecutorOptions } from './options.js';
-import { ensureWorkDir, onTmpfs } from './task-command.js';
+import { ensureWorkDir, onTmpfs, safeName } from './task-command.js';
 import { createSpawner, type Spawner } from './spawner.js';
 import { TaskRun, type HostTools } from './task-run.js';
 import type {
@@ -170,6 +171,29 @@ export function createTaskExecutor(
     get queued() {
       return queue.length;
     },
+    async removeLeftovers(taskIds) {
+      if (taskIds.length === 0) return 0;
+      const prefixes = taskIds.map((id) => `${safeName(id)}-`);
+      let names: string[];
+      try {
+        names = await readdir(opts.workDir);
+      } catch {
+        return 0; // no work directory yet: nothing left
+      }
+      let removed = 0;
+      for (const name of names) {
+        if (!prefixes.some((p) => name.startsWith(p))) continue;
+        try {
+          await rm(path.join(opts.workDir, name), { recursive: true, force: true });
+          removed++;
+        } catch (err) {
+          logger.warn({ err: describeError(err), dir: name }, 'cannot remove the directory of a lost task');
+        }
+      }
+      if (removed > 0) logger.info({ removed }, 'removed the directories of lost tasks');
+      return removed;
+    },
+
     async close() {
       closed = true;
       const all = [...queue, ...active];

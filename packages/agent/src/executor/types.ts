@@ -120,6 +120,12 @@ export interface TaskExecutor {
   readonly queued: number;
   /** Cancel everything (reason 'executor closing'), wait for all results. */
   close(): Promise<void>;
+  /**
+   * Removes what tasks that were running when a previous agent process died
+   * left in the work directory (their task directories), by task id. Never
+   * rejects; resolves with how many directories went.
+   */
+  removeLeftovers(taskIds: readonly string[]): Promise<number>;
 }
 
 export interface StartOptions {
