@@ -20,6 +20,7 @@
  */
 import path from 'node:path';
 import {
+  arg,
   machineCpu,
   postText,
   report,
@@ -30,10 +31,6 @@ import {
   type Cluster,
 } from './support.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const BASE = arg('base', '');
 if (BASE === '') {
   console.error(

@@ -36,6 +36,7 @@ import path from 'node:path';
 import { APCTL, freePort, tempDir, waitFor } from '../test/support/procs.js';
 import { TEST_ADMIN_TOKEN } from '../test/support/security.js';
 import {
+  arg,
   machineCpu,
   stealPct,
   postText,
@@ -47,10 +48,6 @@ import {
   type Cluster,
 } from './support.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const HOSTS = arg('hosts', '1,10,50').split(',').map(Number);
 const RUNS = Number(arg('runs', '5'));
 const TOOLS = new Set(arg('tools', 'platform,pdsh,ansible').split(','));

@@ -22,12 +22,8 @@ import {
   type ServerMessage,
 } from '@agent-platform/protocol';
 import { tempDir } from '../test/support/procs.js';
-import { report, round } from './support.js';
+import { arg, report, round } from './support.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const rssMb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]) / 1024;
 
 if (process.argv[2] === 'server') {

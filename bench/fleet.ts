@@ -32,13 +32,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { ProcessGroup, freePort, tempDir, waitFor } from '../test/support/procs.js';
-import { MB, cpuSecondsOf, freshDatabase, machineCpu, procSample, report, round } from './support.js';
+import { arg, MB, cpuSecondsOf, freshDatabase, machineCpu, procSample, report, round } from './support.js';
 import type { SimCommand, SimEvent, SimStats } from './fleet-sim.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const N = Number(arg('agents', '2000'));
 const SIMS = Number(arg('sims', String(Math.max(2, Math.ceil(N / 2500)))));
 const TASKS = Number(arg('tasks', '10000'));

@@ -15,12 +15,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { MB, procSample, report, round, startCluster, summarize } from './support.js';
+import { arg, MB, procSample, report, round, startCluster, summarize } from './support.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const SECONDS = Number(arg('seconds', '60'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -12,6 +12,7 @@
  */
 import pg from 'pg';
 import {
+  arg,
   bareSpawnRate,
   cpuSecondsOf,
   machineCpu,
@@ -23,10 +24,6 @@ import {
   treeCpuSeconds,
 } from './support.js';
 
-function arg(name: string, def: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
-}
 const AGENT_COUNTS = arg('agents', '1,10,50').split(',').map(Number);
 const TASKS = Number(arg('tasks', '1500'));
 const CLIENTS = 16;
