@@ -179,8 +179,13 @@ test('removeLeftovers removes the directories of the given lost tasks and nothin
     make('lost-1-7-01020304'); // the same task, run by another agent process before
     make('lost-10-1-0a0b0c0d'); // another task whose id starts the same
     make('other-2-1-0a0b0c0d');
+    make('lost-1-x-1-0a0b0c0d'); // a task whose id is lost-1-x
     assert.equal(await ex.removeLeftovers(['lost-1', 'not-there']), 2);
-    assert.deepEqual(readdirSync(workDir).sort(), ['lost-10-1-0a0b0c0d', 'other-2-1-0a0b0c0d']);
+    assert.deepEqual(readdirSync(workDir).sort(), [
+      'lost-1-x-1-0a0b0c0d',
+      'lost-10-1-0a0b0c0d',
+      'other-2-1-0a0b0c0d',
+    ]);
   } finally {
     await ex.close();
   }

@@ -174,6 +174,9 @@ export function createTaskExecutor(
     async removeLeftovers(taskIds) {
       if (taskIds.length === 0) return 0;
       const prefixes = taskIds.map((id) => `${safeName(id)}-`);
+      // <task id>-<serial>-<8 hex digits>: see TaskRun.prepare.
+      const ofTask = (name: string): boolean =>
+        prefixes.some((p) => name.startsWith(p) && /^\d+-[0-9a-f]{8}$/.test(name.slice(p.length)));
       let names: string[];
       try {
         names = await readdir(opts.workDir);
@@ -182,7 +185,7 @@ export function createTaskExecutor(
       }
       let removed = 0;
       for (const name of names) {
-        if (!prefixes.some((p) => name.startsWith(p))) continue;
+        if (!ofTask(name)) continue;
         try {
           await rm(path.join(opts.workDir, name), { recursive: true, force: true });
           removed++;
