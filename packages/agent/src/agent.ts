@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { createAgentConnection, type AgentConnection, type ConnectionHandlers } from './connection/index.js';
+import { createAgentConnection, type AgentConnection } from './connection/index.js';
 import { createTaskExecutor, type TaskExecutor, type TaskExecutorOptions } from './executor/index.js';
 import { snapshotEnv } from './executor/task-command.js';
 import { loadOrCreateAgentId } from './identity.js';
@@ -112,6 +112,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     journal,
     logger: log.child({ scope: 'runner' }),
     closeAckTimeoutMs: options.stopAckTimeoutMs,
+    onTaskRequest: options.onTaskRequest,
   });
   const connection = createAgentConnection({
     servers: options.servers,
@@ -120,7 +121,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     capacity,
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
     logger: log.child({ scope: 'connection' }),
-    handlers: withTaskHook(runner, options.onTaskRequest),
+    handlers: runner,
     credentials: identity ? identityCredentials(identity) : undefined,
     tlsServerName: options.tlsServerName,
   });
@@ -147,20 +148,5 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       stopping ??= stop();
       return stopping;
     },
-  };
-}
-
-/** The runner's handlers, with `hook` called first for every task request. */
-function withTaskHook(runner: TaskRunner, hook: (() => void) | undefined): ConnectionHandlers {
-  if (!hook) return runner;
-  return {
-    pendingTaskIds: () => runner.pendingTaskIds(),
-    runningTasks: () => runner.runningTasks(),
-    onReady: (link) => runner.onReady(link),
-    onMessage: (msg, link) => {
-      if (msg.message?.$case === 'taskRequest') hook();
-      runner.onMessage(msg, link);
-    },
-    onDisconnected: () => runner.onDisconnected(),
   };
 }

@@ -76,6 +76,7 @@ async function setup(
     maxChunkBytes?: number;
     startedReportDelayMs?: number;
     logReplayBytes?: number;
+    onTaskRequest?: () => void;
   } = {},
 ): Promise<Setup> {
   const root = opts.root ?? (await tempRoot());
@@ -94,6 +95,7 @@ async function setup(
     closeAckTimeoutMs: 0,
     startedReportDelayMs: opts.startedReportDelayMs,
     logReplayBytes: opts.logReplayBytes,
+    onTaskRequest: opts.onTaskRequest,
   });
   cleanups.push(async () => {
     await runner.close();
@@ -167,6 +169,19 @@ test('a request runs once even when sent twice, and never again after its result
   );
   assert.equal(link.results().length, 2, 'nothing sent for an acknowledged id');
   assert.deepEqual(s.runner.pendingTaskIds(), []);
+});
+
+test('onTaskRequest is called for every task request and for nothing else', async () => {
+  let calls = 0;
+  const s = await setup({ onTaskRequest: () => calls++ });
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-hook', 'true'), link);
+  s.runner.onMessage(request('t-hook', 'true'), link); // a repeat is a request too
+  s.runner.onMessage(cancel('t-other', 'test'), link);
+  await waitFor('result', () => link.results().length === 1);
+  s.runner.onMessage(ack('t-hook'), link);
+  assert.equal(calls, 2);
 });
 
 test('output arrives as taskLog messages in seq order, both streams interleaved', async () => {

@@ -64,6 +64,8 @@ export interface TaskRunnerOptions {
   logReplayBytes?: number;
   /** Output kept over all tasks, bytes; the task holding the most gives up its oldest chunks. Default 16 MiB. */
   logReplayTotalBytes?: number;
+  /** Called for every task request, before it is handled. */
+  onTaskRequest?: () => void;
 }
 
 /** The connection's handlers, plus an orderly stop. */
@@ -505,6 +507,7 @@ export function createTaskRunner(options: TaskRunnerOptions): TaskRunner {
       const m = msg.message;
       switch (m?.$case) {
         case 'taskRequest':
+          options.onTaskRequest?.();
           track(handleRequest(m.value));
           break;
         case 'taskCancel':
