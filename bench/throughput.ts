@@ -66,14 +66,15 @@ async function run(agents: number): Promise<RunResult> {
       ).rows.map((r) => r.pid);
     const sample = async (): Promise<Cpu> => {
       const u = process.cpuUsage();
+      const m = machineCpu();
       return {
         platform: cpuSecondsOf([cluster.platform.pid]),
         agents: cluster.agents.reduce((sum, a) => sum + treeCpuSeconds(a.pid), 0),
         agentNode: cpuSecondsOf(cluster.agents.map((a) => a.pid)),
         postgres: cpuSecondsOf(await pgPids()),
         client: (u.user + u.system) / 1e6,
-        machine: machineCpu().busy,
-        steal: machineCpu().steal,
+        machine: m.busy,
+        steal: m.steal,
         agentNodeFaults: minorFaultsOf(cluster.agents.map((a) => a.pid)),
       };
     };
