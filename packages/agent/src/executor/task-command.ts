@@ -330,7 +330,7 @@ export function defaultWorkDir(tmp: string = os.tmpdir(), shm = '/dev/shm'): str
  * can wait tens of milliseconds behind other processes' fsyncs, so there they
  * go through the thread pool and never stall the event loop.
  */
-export async function removeTaskDir(dir: string, scriptFile: string, sync = true): Promise<void> {
+export async function removeTaskDir(dir: string, scriptFile: string, sync: boolean): Promise<void> {
   try {
     if (sync) {
       unlinkSync(scriptFile);
