@@ -65,8 +65,15 @@ rmSync(file, { force: true });
 const measured = tasks.slice(WARMUP);
 const gaps = new Map<string, number[]>();
 const totals: number[] = [];
+/** Step -> its times since the task's c-post: shows steps whose order varies (p-started-rx). */
+const since = new Map<string, number[]>();
 for (const { steps } of measured) {
   steps.sort((a, b) => a[1] - b[1]);
+  for (const [step, at] of steps) {
+    const list = since.get(step) ?? [];
+    list.push(at - (steps[0]?.[1] ?? 0));
+    since.set(step, list);
+  }
   for (let i = 1; i < steps.length; i++) {
     const key = `${steps[i - 1]?.[0]} -> ${steps[i]?.[0]}`;
     const list = gaps.get(key) ?? [];
@@ -91,6 +98,10 @@ report(
     ...rows,
     ['whole task (c-post -> c-end)', totals.length, round(t.p50), round(t.mean)],
     ['bare spawn `sh -c true` (same run)', bare.length, round(b.p50), round(b.mean)],
+    ...[...since]
+      .map(([k, v]) => [k, v.length, round(summarize(v).p50), round(summarize(v).mean)] as const)
+      .sort((x, y) => x[2] - y[2])
+      .map(([k, n, p50, mean]) => [`  ${k}, time since c-post`, n, p50, mean]),
   ],
   {
     bench: 'trace',
