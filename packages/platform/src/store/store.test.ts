@@ -1,6 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { pino } from 'pino';
 import { createStore, type Store } from './index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
@@ -163,6 +164,95 @@ test('the prepared create survives a column added by a newer platform (rolling u
     assert.equal(second.task.task_id, id);
     assert.equal(second.task.status, 'pending');
   } finally {
+    await s.close();
+    await db.drop();
+  }
+});
+
+test('started marks and results are not joined through the in-flight index under a generic plan on stale statistics', async () => {
+  // A queue table's statistics: taken while nothing was in flight, then many tasks
+  // in flight. The plan that read every in-flight task through tasks_inflight_idx
+  // and scanned the statement's input again for each ran for tens of seconds under
+  // bench:fleet (see RESULT_FROM_STATES in tasks.ts).
+  const db = await createTestDatabase();
+  const s = createStore({ databaseUrl: db.url, logger });
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  try {
+    await s.migrate();
+    const session = randomUUID();
+    const agents = Array.from({ length: 50 }, (_, i) => `gp-${i}`);
+    for (const a of agents) await s.agents.register(reg(a), session, 'node-1');
+    const insert = async (n: number, status: string) => {
+      const ids = Array.from({ length: n }, () => randomUUID());
+      await admin.query(
+        `insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+                            timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, status,
+                            delivery_deadline, dispatched_at)
+         select t, ($2::text[])[1 + (o::int % cardinality($2::text[]))], 'shell', 'true', '[]', '{}', false, '', '',
+                30, 5, '{}', 3600, $3, now() + interval '1 hour', now()
+           from unnest($1::uuid[]) with ordinality as x(t, o)`,
+        [ids, agents, status],
+      );
+      return ids;
+    };
+    await insert(3000, 'succeeded');
+    await admin.query('analyze tasks');
+    const inflight = await insert(1000, 'dispatched');
+    const agentOf = new Map(
+      (
+        await admin.query<{ task_id: string; agent_id: string }>(`select task_id, agent_id from tasks`)
+      ).rows.map((r) => [r.task_id, r.agent_id]),
+    );
+    // The statements as the store sends them.
+    const sent = new Map<string, { text: string; values: unknown[] }>();
+    const query = s.pool.query.bind(s.pool) as (...a: unknown[]) => Promise<unknown>;
+    (s.pool as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = (...a: unknown[]) => {
+      const q = a[0] as { name?: string; text?: string; values?: unknown[] };
+      if (q?.name && q.text) sent.set(q.name, { text: q.text, values: q.values ?? [] });
+      return query(...a);
+    };
+    const marks = inflight
+      .slice(0, 500)
+      .map((taskId) => ({ taskId, agentId: agentOf.get(taskId) ?? '', at: new Date() }));
+    assert.equal((await s.tasks.markStarted(marks)).length, 500);
+    const results = inflight.slice(0, 600).map((taskId) => ({
+      taskId,
+      agentId: agentOf.get(taskId) ?? '',
+      status: 'succeeded' as const,
+      exitCode: 0,
+      signal: null,
+      error: null,
+      stdout: '',
+      stderr: '',
+      stdoutBytes: 0,
+      stderrBytes: 0,
+      stdoutTruncated: false,
+      stderrTruncated: false,
+      limitsEnforced: [],
+      startedAt: null,
+      completedAt: new Date(),
+    }));
+    // From running (the 500 marked) and from dispatched (100 more).
+    assert.equal((await s.tasks.applyResults(results)).length, 600);
+
+    await admin.query('set plan_cache_mode = force_generic_plan');
+    for (const name of ['ap_task_started', 'ap_task_results']) {
+      const st = sent.get(name);
+      assert.ok(st, `${name} was sent as a named statement`);
+      await admin.query(`prepare gp as ${st.text}`);
+      // EXPLAIN EXECUTE takes no bind parameters: literals (simple values here).
+      const literal = (v: unknown) =>
+        admin.escapeLiteral(Array.isArray(v) ? `{${v.map((x) => `"${String(x)}"`).join(',')}}` : String(v));
+      const { rows } = await admin.query<{ 'QUERY PLAN': string }>(
+        `explain execute gp(${st.values.map(literal).join(', ')})`,
+      );
+      await admin.query('deallocate gp');
+      const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+      assert.doesNotMatch(plan, /tasks_inflight_idx/, `${name}, generic plan:\n${plan}`);
+    }
+  } finally {
+    await admin.end();
     await s.close();
     await db.drop();
   }
