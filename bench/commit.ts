@@ -145,7 +145,9 @@ try {
           const ms = performance.now() - t0;
           if (i < 20) continue; // warm-up: prepared statements, caches
           const key = `${call} ${name} ${gap}`;
-          samples.set(key, [...(samples.get(key) ?? []), ms]);
+          const list = samples.get(key) ?? [];
+          list.push(ms);
+          samples.set(key, list);
         }
       }
     }
