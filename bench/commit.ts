@@ -14,10 +14,17 @@
  * pool is the round-trip floor. Reported: p50 per call, and the flush's share.
  */
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
-import pino from 'pino';
-import { createStore, type Store } from '../packages/platform/src/store/index.js';
-import { arg, freshDatabase, machineCpu, report, round, stealPct, summarize } from './support.js';
+import type { Store } from '../packages/platform/src/store/index.js';
+import {
+  arg,
+  machineCpu,
+  report,
+  round,
+  scratchStore,
+  stealPct,
+  succeededResult,
+  summarize,
+} from './support.js';
 
 const N = Number(arg('calls', '300'));
 const GAP = Number(arg('gap', '8'));
@@ -32,13 +39,8 @@ interface Side {
 }
 
 async function side(sync: 'on' | 'off'): Promise<Side> {
-  const db = await freshDatabase(`ap_bench_commit_${sync}`);
-  const admin = new pg.Client(db.url);
-  await admin.connect();
-  await admin.query(`alter database ${new URL(db.url).pathname.slice(1)} set synchronous_commit = ${sync}`);
-  await admin.end();
-  const store = createStore({ databaseUrl: db.url, logger: pino({ level: 'warn' }) });
-  await store.migrate();
+  const scratch = await scratchStore(`ap_bench_commit_${sync}`, { synchronous_commit: sync });
+  const store = scratch.store;
   const sessionId = randomUUID();
   await store.agents.register(
     {
@@ -54,15 +56,7 @@ async function side(sync: 'on' | 'off'): Promise<Side> {
     sessionId,
     'bench-node',
   );
-  return {
-    store,
-    sessionId,
-    open: [],
-    async drop() {
-      await store.close();
-      await db.drop();
-    },
-  };
+  return { store, sessionId, open: [], drop: () => scratch.drop() };
 }
 
 const calls = {
@@ -95,26 +89,7 @@ const calls = {
   async result(s: Side) {
     const taskId = s.open.shift();
     if (!taskId) throw new Error('no task left to give a result');
-    const now = new Date();
-    const changed = await s.store.tasks.applyResults([
-      {
-        taskId,
-        agentId: 'bench-agent',
-        status: 'succeeded',
-        exitCode: 0,
-        signal: null,
-        error: null,
-        stdout: '',
-        stderr: '',
-        stdoutBytes: 0,
-        stderrBytes: 0,
-        stdoutTruncated: false,
-        stderrTruncated: false,
-        limitsEnforced: [],
-        startedAt: now,
-        completedAt: now,
-      },
-    ]);
+    const changed = await s.store.tasks.applyResults([succeededResult(taskId, 'bench-agent')]);
     if (changed.length !== 1) throw new Error(`result not applied to ${taskId}`);
   },
 };

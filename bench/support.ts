@@ -9,6 +9,8 @@ import { readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
+import { pino } from 'pino';
+import { createStore, type ResultRecord, type Store } from '../packages/platform/src/store/index.js';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../test/support/procs.js';
 import { AUTH_HEADERS } from '../test/support/security.js';
 
@@ -358,3 +360,53 @@ export const stealPct = (a: { steal: number; total: number }, b: { steal: number
   b.total > a.total ? (100 * (b.steal - a.steal)) / (b.total - a.total) : 0;
 
 export const MB = 1024 * 1024;
+
+/** A `succeeded` result with no output, for benches that call the platform's store directly. */
+export function succeededResult(taskId: string, agentId: string, at = new Date()): ResultRecord {
+  return {
+    taskId,
+    agentId,
+    status: 'succeeded',
+    exitCode: 0,
+    signal: null,
+    error: null,
+    stdout: '',
+    stderr: '',
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    limitsEnforced: [],
+    startedAt: at,
+    completedAt: at,
+  };
+}
+
+/**
+ * The platform's store on a fresh, migrated database, with `settings` (e.g.
+ * `synchronous_commit`) set for the database before the store connects.
+ */
+export async function scratchStore(
+  prefix: string,
+  settings: Record<string, string> = {},
+): Promise<{ store: Store; url: string; drop(): Promise<void> }> {
+  const db = await freshDatabase(prefix);
+  const admin = new pg.Client(db.url);
+  await admin.connect();
+  try {
+    for (const [name, value] of Object.entries(settings))
+      await admin.query(`alter database ${new URL(db.url).pathname.slice(1)} set ${name} = ${value}`);
+  } finally {
+    await admin.end();
+  }
+  const store = createStore({ databaseUrl: db.url, logger: pino({ level: 'warn' }) });
+  await store.migrate();
+  return {
+    store,
+    url: db.url,
+    async drop() {
+      await store.close();
+      await db.drop();
+    },
+  };
+}
