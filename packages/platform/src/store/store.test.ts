@@ -169,13 +169,14 @@ test('the prepared create survives a column added by a newer platform (rolling u
   }
 });
 
-test('started marks and results find their tasks by primary key under a generic plan on stale statistics, not through the in-flight index', async () => {
+test('started marks and results find their tasks by primary key under a generic plan on stale statistics, not through the in-flight index, and keep that plan', async () => {
   // A queue table's statistics: taken while nothing was in flight, then many tasks
   // in flight. The plan that read every in-flight task through tasks_inflight_idx
   // and scanned the statement's input again for each ran for tens of seconds under
   // bench:fleet (see RESULT_FROM_STATES in tasks.ts).
   const db = await createTestDatabase();
-  const s = createStore({ databaseUrl: db.url, logger });
+  // One connection: the plan cache checked at the end is per connection.
+  const s = createStore({ databaseUrl: db.url, logger, maxConnections: 1 });
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   try {
@@ -243,7 +244,11 @@ test('started marks and results find their tasks by primary key under a generic 
       await admin.query(`prepare gp as ${st.text}`);
       // EXPLAIN EXECUTE takes no bind parameters: literals (simple values here).
       const literal = (v: unknown) =>
-        admin.escapeLiteral(Array.isArray(v) ? `{${v.map((x) => `"${String(x)}"`).join(',')}}` : String(v));
+        admin.escapeLiteral(
+          Array.isArray(v)
+            ? `{${v.map((x) => (x === null ? 'NULL' : `"${String(x).replace(/["\\]/g, '\\$&')}"`)).join(',')}}`
+            : String(v),
+        );
       const { rows } = await admin.query<{ 'QUERY PLAN': string }>(
         `explain execute gp(${st.values.map(literal).join(', ')})`,
       );
@@ -254,6 +259,27 @@ test('started marks and results find their tasks by primary key under a generic 
       // thousand tasks read for every result).
       assert.match(plan, /tasks_pkey/, `${name}, generic plan:\n${plan}`);
     }
+
+    // One task at a time (the task path): the cached generic plan is used, not a
+    // new plan for every call (PostgreSQL keeps planning when a generic plan is
+    // estimated dearer than the custom ones).
+    for (const t of inflight.slice(600, 620)) {
+      const agentId = agentOf.get(t) ?? '';
+      assert.equal((await s.tasks.markStarted([{ taskId: t, agentId, at: new Date() }])).length, 1);
+      assert.equal((await s.tasks.applyResults([{ ...results[0]!, taskId: t, agentId }])).length, 1);
+    }
+    const { rows: cached } = await s.pool.query<{ name: string; generic_plans: string }>(
+      `select name, generic_plans::text from pg_prepared_statements
+        where name in ('ap_task_started', 'ap_task_results') order by name`,
+    );
+    assert.deepEqual(
+      cached.map((r) => [r.name, Number(r.generic_plans) > 0]),
+      [
+        ['ap_task_results', true],
+        ['ap_task_started', true],
+      ],
+      JSON.stringify(cached),
+    );
   } finally {
     await admin.end();
     await s.close();

@@ -343,17 +343,20 @@ select (null::tasks).*, exists (
  * statistics of a queue table (taken when few tasks were in flight, estimating
  * one row where there are thousands) the planner drove the join from that
  * index, every in-flight task, and scanned the input array again for each
- * one: one markStarted of 5,000 marks against 10,000 tasks in flight ran
- * 17.8 s instead of 0.22 s (26.7 s statements under `bench:fleet`, docs/
- * performance.md, session 6). Compared with a column of the input, the
- * partial index cannot be proven to apply, and each input row finds its task
- * by the primary key. The input sits in a subquery limited to its own length
- * (a no-op): the cached generic plan estimates a LIMIT it cannot see at a
- * tenth of the rows (1 for unnest, 10 for jsonb_to_recordset instead of 10 and
- * 100), else a hash join with a scan of the whole table wins on estimates for
- * a table of up to ~25,000 tasks (applyResults: 4.8 ms per result at 10,000).
+ * one: one markStarted of 5,000 marks against 10,000 tasks in flight ran 18.0 s
+ * instead of 0.25 s (`npm run bench:plans`; 26.7 s statements under
+ * `bench:fleet`, docs/performance.md, session 6). Compared with a column of
+ * the input, the partial index cannot be proven to apply, and each input row
+ * finds its task by the primary key.
+ *
+ * Both inputs are `unnest` arrays in a subquery limited to their own length (a
+ * no-op). A cached generic plan estimates a LIMIT it cannot see at a tenth of
+ * the rows: 1 row, as a custom plan for one task does, so PostgreSQL keeps the
+ * generic plan instead of planning every call again; and with the estimate a
+ * hash join over a scan of the whole table does not win for tables of a few
+ * thousand tasks (it did, up to ~25,000, with `jsonb_to_recordset`'s 100).
  */
-const RESULT_FROM_STATES = ['dispatched', 'running'];
+const RESULT_FROM_STATES = ['dispatched', 'running'] as const;
 
 /**
  * `relaxed`: connections with `synchronous_commit = off`, for applyProgress
@@ -534,26 +537,7 @@ export function createTaskQueries(
 
     async applyResults(results) {
       if (results.length === 0) return [];
-      const payload = JSON.stringify(
-        results.map((r) => ({
-          task_id: r.taskId,
-          agent_id: r.agentId,
-          status: r.status,
-          exit_code: r.exitCode,
-          signal: r.signal,
-          error: r.error,
-          stdout: r.stdout,
-          stderr: r.stderr,
-          stdout_bytes: r.stdoutBytes,
-          stderr_bytes: r.stderrBytes,
-          stdout_truncated: r.stdoutTruncated,
-          stderr_truncated: r.stderrTruncated,
-          limits_enforced: r.limitsEnforced,
-          started_at: r.startedAt?.toISOString() ?? null,
-          completed_at: r.completedAt.toISOString(),
-          from_states: RESULT_FROM_STATES,
-        })),
-      );
+      const col = <T>(f: (r: ResultRecord) => T): T[] => results.map(f);
       const rows = await run(
         'ap_task_results',
         sql<{ task_id: string }>`
@@ -563,13 +547,21 @@ export function createTaskQueries(
                stdout_truncated = r.stdout_truncated, stderr_truncated = r.stderr_truncated,
                limits_enforced = r.limits_enforced,
                started_at = coalesce(t.started_at, r.started_at), completed_at = r.completed_at
-          from (select * from jsonb_to_recordset(${payload}::jsonb) as r(
-                  task_id uuid, agent_id text, status text, exit_code int, signal text, error text,
-                  stdout text, stderr text, stdout_bytes bigint, stderr_bytes bigint,
-                  stdout_truncated boolean, stderr_truncated boolean, limits_enforced jsonb,
-                  started_at timestamptz, completed_at timestamptz, from_states text[])
+          from (select * from unnest(
+                  ${col((r) => r.taskId)}::uuid[], ${col((r) => r.agentId)}::text[], ${col((r) => r.status)}::text[],
+                  ${col((r) => r.exitCode)}::int[], ${col((r) => r.signal)}::text[], ${col((r) => r.error)}::text[],
+                  ${col((r) => r.stdout)}::text[], ${col((r) => r.stderr)}::text[],
+                  ${col((r) => r.stdoutBytes)}::bigint[], ${col((r) => r.stderrBytes)}::bigint[],
+                  ${col((r) => r.stdoutTruncated)}::boolean[], ${col((r) => r.stderrTruncated)}::boolean[],
+                  ${col((r) => JSON.stringify(r.limitsEnforced))}::jsonb[],
+                  ${col((r) => r.startedAt?.toISOString() ?? null)}::timestamptz[],
+                  ${col((r) => r.completedAt.toISOString())}::timestamptz[],
+                  ${col(() => RESULT_FROM_STATES[0])}::text[], ${col(() => RESULT_FROM_STATES[1])}::text[])
+                  as r(task_id, agent_id, status, exit_code, signal, error, stdout, stderr, stdout_bytes,
+                       stderr_bytes, stdout_truncated, stderr_truncated, limits_enforced, started_at, completed_at,
+                       from_a, from_b)
                  limit ${results.length}) r
-         where t.task_id = r.task_id and t.agent_id = r.agent_id and t.status = any(r.from_states)
+         where t.task_id = r.task_id and t.agent_id = r.agent_id and t.status in (r.from_a, r.from_b)
         returning t.task_id`,
       );
       return rows.map((r) => r.task_id);
