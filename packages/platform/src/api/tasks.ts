@@ -513,11 +513,15 @@ export const taskRoutes =
           input,
           { agentIds: agent_ids, labels: label === undefined ? undefined : parseLabelSelectors(label) },
           req.headers['idempotency-key'],
+          auditEntry(req, 201),
         );
+        // Audited in the statement that created the tasks; a whole repeat wrote nothing,
+        // so onSend audits it as usual.
+        if (tasksOut.some((t) => t.created)) req.audited = true;
         if (!isFollow(req.query.follow)) return reply.status(201).send({ tasks: tasksOut });
-        // Listening starts in this turn of the event loop; the batch's tasks are claimed
-        // and sent to their agents later (its claim is a statement of its own), so no
-        // change of theirs can come before it. New tasks have no output to read first.
+        // Listening starts before any answer to the batch's requests can be read: those
+        // sent in the create went out in it (an answer is read in a later turn of the
+        // event loop), the others are claimed later. New tasks have no output to read first.
         const follower = new BatchFollower(
           tasks,
           tasksOut.map((t) => t.task_id),

@@ -5,6 +5,8 @@ export type {
   TaskRow,
   TaskSummaryRow,
   NewTask,
+  TaskSpec,
+  BatchTarget,
   StartedMark,
   ResultRecord,
   LogRecord,

@@ -28,6 +28,17 @@ export interface NewTask {
   idempotencyKey: string | null;
 }
 
+/** What a task runs: a {@link NewTask} without its identity (one batch shares it). */
+export type TaskSpec = Omit<NewTask, 'taskId' | 'agentId' | 'idempotencyKey'>;
+
+/** One agent of a batch: its new task's id, and its session when the caller holds its stream. */
+export interface BatchTarget {
+  taskId: string;
+  agentId: string;
+  idempotencyKey: string | null;
+  sessionId: string | null;
+}
+
 export interface CreateOptions {
   /**
    * The caller holds the agent's stream in this session: insert the task already
@@ -174,10 +185,23 @@ export interface TaskQueries {
    */
   applyProgress(p: { logs: LogRecord[]; dropped: string[]; started: StartedMark[] }): Promise<string[]>;
   /**
-   * Inserts many pending tasks in one statement (fan-out to many agents). Rows whose
-   * idempotency key was used before are not inserted; the earlier task is returned instead.
+   * One script for many agents (a batch), one task per agent, in one statement.
+   * The spec is one set of parameters however many agents there are (a 1 MiB
+   * script for 1,000 agents is 1 MiB on the wire, not 1 GiB), and only ids and
+   * states come back. A target with a `sessionId` is an agent whose stream the
+   * caller holds: its task goes in `dispatched` when the agent has a free slot
+   * and no older task waits, as {@link create} does with `dispatch`, and the
+   * caller must hold its claims for those agents while this runs. Agents must
+   * not repeat. Targets whose idempotency key was used before are not inserted;
+   * the earlier task is returned instead (`created: false`).
    */
-  createMany(ts: NewTask[]): Promise<{ task_id: string; agent_id: string; created: boolean }[]>;
+  createMany(
+    spec: TaskSpec,
+    targets: BatchTarget[],
+    platformNode: string,
+    /** One audit row for the batch (no target), committed with its tasks; none if all were repeats. */
+    audit?: Omit<AuditEntry, 'target'>,
+  ): Promise<{ task_id: string; agent_id: string; status: TaskStatusName; created: boolean }[]>;
   get(taskId: string): Promise<TaskRow | undefined>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   /**
@@ -232,28 +256,6 @@ export interface TaskQueries {
   expire(): Promise<string[]>;
   /** dispatched/running on agents offline longer than the grace -> lost. */
   loseOnOfflineAgents(graceSeconds: number): Promise<string[]>;
-}
-
-/** The row of a new, pending task. */
-function pendingRow(t: NewTask) {
-  return {
-    task_id: t.taskId,
-    agent_id: t.agentId,
-    type: t.type,
-    script: t.script,
-    args: JSON.stringify(t.args),
-    env: JSON.stringify(t.env),
-    clean_env: t.cleanEnv,
-    working_dir: t.workingDir,
-    run_as: t.runAs,
-    timeout_seconds: t.timeoutSeconds,
-    kill_grace_seconds: t.killGraceSeconds,
-    limits: JSON.stringify(t.limits),
-    delivery_timeout_seconds: t.deliveryTimeoutSeconds,
-    idempotency_key: t.idempotencyKey,
-    status: 'pending' as const,
-    delivery_deadline: sql<Date>`now() + make_interval(secs => ${t.deliveryTimeoutSeconds})`,
-  };
 }
 
 /**
@@ -424,20 +426,60 @@ export function createTaskQueries(
       return { task: existing, created: false, agentFull: false };
     },
 
-    async createMany(ts) {
-      if (ts.length === 0) return [];
-      const inserted = await db
-        .insertInto('tasks')
-        .values(ts.map(pendingRow))
-        .onConflict((oc) => oc.column('idempotency_key').doNothing())
-        .returning(['task_id', 'agent_id'])
-        .execute();
+    async createMany(spec, targets, platformNode, audit) {
+      if (targets.length === 0) return [];
+      const seen = new Set<string>();
+      for (const t of targets) {
+        if (seen.has(t.agentId)) throw new Error(`createMany: agent ${t.agentId} appears twice`);
+        seen.add(t.agentId);
+      }
+      const col = <T>(f: (t: BatchTarget) => T): T[] => targets.map(f);
+      const inserted = await run(
+        'ap_task_create_many',
+        sql<{ task_id: string; agent_id: string; status: TaskStatusName }>`
+        with i as (
+          select * from unnest(${col((t) => t.taskId)}::uuid[], ${col((t) => t.agentId)}::text[],
+                               ${col((t) => t.idempotencyKey)}::text[], ${col((t) => t.sessionId)}::uuid[])
+                        as i(task_id, agent_id, idempotency_key, session_id)
+           limit ${targets.length}
+        ), s as (
+          select i.task_id,
+                 a.capacity > (select count(*) from tasks b
+                                where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))
+                 and not exists (select 1 from tasks p
+                                  where p.agent_id = a.agent_id and p.status = 'pending'
+                                    and p.delivery_deadline > now()) as ok
+            from i join agents a on a.agent_id = i.agent_id and a.session_id = i.session_id and a.status = 'online'
+        ), ins as (
+          insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+                             timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
+                             status, delivery_deadline, dispatched_at, dispatched_by)
+          select i.task_id, i.agent_id, ${spec.type}::text, ${spec.script}::text, ${JSON.stringify(spec.args)}::jsonb,
+                 ${JSON.stringify(spec.env)}::jsonb, ${spec.cleanEnv}::boolean, ${spec.workingDir}::text,
+                 ${spec.runAs}::text, ${spec.timeoutSeconds}::int, ${spec.killGraceSeconds}::int,
+                 ${JSON.stringify(spec.limits)}::jsonb, ${spec.deliveryTimeoutSeconds}::int, i.idempotency_key,
+                 case when s.ok then 'dispatched' else 'pending' end,
+                 now() + make_interval(secs => ${spec.deliveryTimeoutSeconds}::int),
+                 case when s.ok then now() end,
+                 case when s.ok then ${platformNode}::text end
+            from i left join s on s.task_id = i.task_id
+          on conflict (idempotency_key) do nothing
+          returning task_id, agent_id, status
+        ), aud as (
+          insert into audit_log (token_id, actor, action, target, method, path, source_ip, status_code, outcome)
+          select ${audit?.token_id ?? null}::uuid, ${audit?.actor ?? ''}::text, ${audit?.action ?? ''}::text, null,
+                 ${audit?.method ?? ''}::text, ${audit?.path ?? ''}::text, ${audit?.source_ip ?? ''}::text,
+                 ${audit?.status_code ?? 0}::int, ${audit?.outcome ?? 'ok'}::text
+           where ${audit !== undefined}::boolean and exists (select 1 from ins)
+        )
+        select * from ins`,
+      );
       const out = inserted.map((r) => ({ ...r, created: true }));
-      if (inserted.length === ts.length) return out;
-      const keys = ts.map((t) => t.idempotencyKey).filter((k): k is string => k !== null);
+      if (inserted.length === targets.length) return out;
+      const keys = targets.map((t) => t.idempotencyKey).filter((k): k is string => k !== null);
       const earlier = await db
         .selectFrom('tasks')
-        .select(['task_id', 'agent_id'])
+        .select(['task_id', 'agent_id', 'status'])
         .where('idempotency_key', 'in', keys)
         .execute();
       const fresh = new Set(inserted.map((r) => r.task_id));

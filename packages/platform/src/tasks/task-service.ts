@@ -34,6 +34,7 @@ import type {
   Store,
   TaskListQuery,
   TaskRow,
+  TaskSpec,
   TaskSummaryRow,
 } from '../store/index.js';
 import { createEventWriter, type EventWriter } from './event-writer.js';
@@ -71,6 +72,8 @@ export interface TaskService {
     input: Omit<CreateTaskInput, 'agent_id'>,
     target: { agentIds?: string[]; labels?: { key: string; value: string | null }[] },
     idempotencyKey?: string,
+    /** Committed with the tasks (one row for the batch) when any is created. */
+    audit?: CreateOptions['audit'],
   ): Promise<{ task_id: string; agent_id: string; hostname: string; created: boolean }[]>;
   get(taskId: string): Promise<TaskRow>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
@@ -104,7 +107,39 @@ function pgText(s: string, max = Number.POSITIVE_INFINITY): string {
   return clean.length > max ? clean.slice(0, max) : clean;
 }
 
-export function taskRequestFromRow(r: TaskRow): TaskRequest {
+/** The columns of a task that its TaskRequest carries. */
+type RequestColumns = Pick<
+  TaskRow,
+  | 'task_id'
+  | 'type'
+  | 'script'
+  | 'timeout_seconds'
+  | 'env'
+  | 'args'
+  | 'working_dir'
+  | 'run_as'
+  | 'limits'
+  | 'clean_env'
+  | 'kill_grace_seconds'
+>;
+
+/** A batch's spec as the columns its rows were inserted with (one object for every agent). */
+function specColumns(t: TaskSpec): Omit<RequestColumns, 'task_id'> {
+  return {
+    type: t.type,
+    script: t.script,
+    timeout_seconds: t.timeoutSeconds,
+    env: t.env,
+    args: t.args,
+    working_dir: t.workingDir,
+    run_as: t.runAs,
+    limits: t.limits,
+    clean_env: t.cleanEnv,
+    kill_grace_seconds: t.killGraceSeconds,
+  };
+}
+
+export function taskRequestFromRow(r: RequestColumns): TaskRequest {
   return {
     taskId: r.task_id,
     type: taskTypeFromName(r.type),
@@ -230,15 +265,20 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   }
 
   function send(session: AgentSession, row: TaskRow): void {
-    if (session.send({ message: { $case: 'taskRequest', value: taskRequestFromRow(row) } })) {
-      trace('p-sent', row.task_id);
-      events.emit('task', row.task_id, 'progress');
+    sendRequest(session, taskRequestFromRow(row));
+  }
+
+  function sendRequest(session: AgentSession, request: TaskRequest): void {
+    const taskId = request.taskId;
+    if (session.send({ message: { $case: 'taskRequest', value: request } })) {
+      trace('p-sent', taskId);
+      events.emit('task', taskId, 'progress');
       return;
     }
     // The stream closed under us: the agent never got it, so it may go to the next session.
-    store.tasks.undispatch(row.task_id).then(
-      () => events.emit('task', row.task_id, 'progress'),
-      (err: unknown) => logger.warn({ err, task_id: row.task_id }, 'cannot return an unsent task to pending'),
+    store.tasks.undispatch(taskId).then(
+      () => events.emit('task', taskId, 'progress'),
+      (err: unknown) => logger.warn({ err, task_id: taskId }, 'cannot return an unsent task to pending'),
     );
   }
 
@@ -482,7 +522,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         throw err;
       }
     },
-    async createBatch(input, target, idempotencyKey) {
+    async createBatch(input, target, idempotencyKey, audit) {
       const byLabel = target.labels
         ? (await store.agents.list({ labels: target.labels, limit: TASK_LIMITS.maxBatchAgents + 1 })).map(
             (a) => a.agent_id,
@@ -514,32 +554,62 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           `${missing.length} agent(s) not found: ${missing.slice(0, 10).join(', ')}`,
         );
       }
+      // Agents whose streams this process holds get theirs inserted dispatched when they
+      // have room (one statement, no claim after it), and sent as soon as it commits.
+      const held = new Map<string, AgentSession>();
+      for (const id of ids) {
+        const session = gateway.session(id);
+        if (session) held.set(id, session);
+      }
+      const { agentId: _first, ...spec } = t;
       let out;
       try {
-        out = await store.tasks.createMany(
-          ids.map((agentId) => ({
-            ...t,
-            agentId,
-            taskId: randomUUID(),
-            idempotencyKey: idempotencyKey === undefined ? null : `${idempotencyKey}/${agentId}`,
-          })),
-        );
+        out = await withAgentsLock([...held.keys()], async () => {
+          const rows = await store.tasks.createMany(
+            spec,
+            ids.map((agentId) => ({
+              agentId,
+              taskId: randomUUID(),
+              idempotencyKey: idempotencyKey === undefined ? null : `${idempotencyKey}/${agentId}`,
+              sessionId: held.get(agentId)?.sessionId ?? null,
+            })),
+            platformNode,
+            audit,
+          );
+          const columns = specColumns(spec);
+          for (const r of rows) {
+            const session = held.get(r.agent_id);
+            if (r.created && r.status === 'dispatched' && session) {
+              sendRequest(session, taskRequestFromRow({ ...columns, task_id: r.task_id }));
+            }
+          }
+          return rows;
+        });
       } catch (err) {
         // An agent deleted between the check and the insert.
         if ((err as { code?: string }).code === '23503')
           throw new PlatformError('AGENT_NOT_FOUND', 'an agent of the batch was not found');
         throw err;
       }
-      const here = out.filter((r) => r.created && gateway.session(r.agent_id));
-      for (const r of here) kickedHere.add(r.task_id);
+      // Queued behind older tasks, or the agent was full: claimed together when this
+      // process holds the agent (a claim finds nothing while it stays full).
+      const queuedHere = out.filter((r) => r.created && r.status === 'pending' && held.has(r.agent_id));
+      for (const r of queuedHere) kickedHere.add(r.task_id);
       if (kickedHere.size > 10_000) kickedHere.clear();
-      // Agents held here get theirs in one claim, not one per agent.
-      if (here.length > 0) {
-        dispatchMany(here.map((r) => r.agent_id)).catch((err: unknown) => {
+      if (queuedHere.length > 0) {
+        dispatchMany(queuedHere.map((r) => r.agent_id)).catch((err: unknown) => {
           logger.warn({ err }, 'batch dispatch failed; the poll retries');
         });
       }
-      return out.map((r) => ({ ...r, hostname: hostnames.get(r.agent_id) ?? '' }));
+      // Sent in the create: let those writes reach their sockets before the answer is
+      // built (HTTP/2 streams flush in a native immediate, which runs first).
+      if (out.some((r) => r.created && r.status === 'dispatched')) await new Promise((r) => setImmediate(r));
+      return out.map((r) => ({
+        task_id: r.task_id,
+        agent_id: r.agent_id,
+        hostname: hostnames.get(r.agent_id) ?? '',
+        created: r.created,
+      }));
     },
     async get(taskId) {
       if (!UUID.test(taskId))

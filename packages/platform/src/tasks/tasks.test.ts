@@ -687,13 +687,14 @@ test('a batch with follow=1: one call streams every task (on this process and on
   }
 });
 
-test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents are claimed together, not one statement per agent', async () => {
-  const agents = Array.from({ length: 20 }, () => sim(a, { respond: false }));
-  await Promise.all(agents.map((x) => x.ready));
-  // Other tests' agents on this process may be claimed too (the poll): count only ours.
+/**
+ * Counts the claim statements `p` runs for `agents` (other tests' agents on that
+ * process may be claimed too, by the poll: only these count) until `restore`.
+ */
+function countClaims(p: Platform, agents: SimAgent[]) {
   const ours = new Set(agents.map((x) => x.agentId));
   const counts = { claim: 0, claimMany: 0, claimedAgents: 0 };
-  const tasksStore = a.store.tasks;
+  const tasksStore = p.store.tasks;
   // (Bound copies put back afterwards: the store's methods are its own properties.)
   const claim = tasksStore.claim.bind(tasksStore);
   const claimMany = tasksStore.claimMany.bind(tasksStore);
@@ -707,6 +708,19 @@ test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents
     counts.claimedAgents += mine;
     return claimMany(list, node);
   };
+  return {
+    counts,
+    restore: () => {
+      tasksStore.claim = claim;
+      tasksStore.claimMany = claimMany;
+    },
+  };
+}
+
+test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents are claimed together, not one statement per agent', async () => {
+  const agents = Array.from({ length: 20 }, () => sim(a, { respond: false }));
+  await Promise.all(agents.map((x) => x.ready));
+  const { counts, restore } = countClaims(a, agents);
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
   try {
@@ -726,13 +740,12 @@ test('tasks created elsewhere (a direct INSERT, one NOTIFY each) for many agents
     assert.ok(counts.claim + counts.claimMany <= 8, JSON.stringify(counts));
     assert.ok(counts.claimedAgents >= 10, JSON.stringify(counts));
   } finally {
-    tasksStore.claim = claim;
-    tasksStore.claimMany = claimMany;
+    restore();
     await c.end();
   }
 });
 
-test('batches to agents held here are claimed together, each agent up to its capacity, oldest first', async () => {
+test('batches to agents held here: each agent gets up to its capacity, oldest first, the rest as slots free', async () => {
   const agents = [
     sim(a, { capacity: 1, respond: false }),
     sim(a, { capacity: 2, respond: false }),
@@ -773,6 +786,59 @@ test('batches to agents held here are claimed together, each agent up to its cap
   await waitFor('next for agent 0', async () => agents[0]?.received.length === 2);
   await new Promise((r) => setTimeout(r, 1200));
   assert.equal(agents[0]?.received.length, 2);
+});
+
+test('a batch to agents held here goes in dispatched and is sent from the create: no claim statement', async () => {
+  const agents = Array.from({ length: 6 }, () => sim(a, { capacity: 2, respond: false }));
+  await Promise.all(agents.map((x) => x.ready));
+  // A registration claims once (in the next turn after it): let those go by first.
+  await new Promise((r) => setTimeout(r, 500));
+  const { counts, restore } = countClaims(a, agents);
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  const batchAudits = async () =>
+    (
+      await c.query<{ n: string }>(
+        `select count(*)::text as n from audit_log where action = 'task.create_batch' and status_code = 201`,
+      )
+    ).rows[0]?.n;
+  try {
+    const auditsBefore = Number(await batchAudits());
+    const r = await api<{ tasks: { task_id: string; agent_id: string; created: boolean }[] }>(
+      a,
+      'POST',
+      '/api/v1/tasks/batch',
+      { agent_ids: agents.map((x) => x.agentId), type: 'shell', script: 'echo held', env: { K: 'v' } },
+    );
+    // One audit row for the call, committed with its tasks (not again by the audit hook).
+    assert.equal(Number(await batchAudits()), auditsBefore + 1);
+    assert.equal(r.status, 201);
+    // The answer is unchanged by how the tasks went out.
+    assert.deepEqual(Object.keys(r.body.tasks[0] ?? {}).sort(), [
+      'agent_id',
+      'created',
+      'hostname',
+      'task_id',
+    ]);
+    await waitFor('every agent got its task', async () => agents.every((x) => x.received.length === 1), 3000);
+    for (const x of agents) {
+      const got = x.received[0];
+      assert.equal(got?.taskId, r.body.tasks.find((t) => t.agent_id === x.agentId)?.task_id);
+      assert.equal(got?.script, 'echo held');
+      assert.deepEqual(got?.env, { K: 'v' });
+    }
+    const rows = await Promise.all(
+      r.body.tasks.map(async (t) => (await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+    );
+    for (const row of rows) {
+      assert.equal(row.status, 'dispatched');
+      assert.equal(row.dispatched_at, row.created_at, 'dispatched in the statement that created it');
+    }
+    assert.deepEqual(counts, { claim: 0, claimMany: 0, claimedAgents: 0 });
+  } finally {
+    restore();
+    await c.end();
+  }
 });
 
 test('a batch runs one script on many agents, by ids or by label, in one call', async () => {
