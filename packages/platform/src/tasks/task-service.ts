@@ -578,6 +578,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           );
           const columns = specColumns(spec);
           for (const r of rows) {
+            trace('p-committed', r.task_id);
             const session = held.get(r.agent_id);
             if (r.created && r.status === 'dispatched' && session) {
               sendRequest(session, taskRequestFromRow({ ...columns, task_id: r.task_id }));
