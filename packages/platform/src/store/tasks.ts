@@ -277,18 +277,24 @@ async function namedQuery<R extends pg.QueryResultRow>(
   }
 }
 
-/** See TaskQueries.create. $15 null = no dispatch (session id), $17 false = no audit row. */
+/**
+ * See TaskQueries.create. $15 null = no dispatch (session id), $17 false = no audit row.
+ * `online` is a column, not a condition: with `status = 'online'` in the WHERE, the
+ * cached generic plan found the agent through agents_status_idx, reading every online
+ * agent for each create (the store test on generic plans).
+ */
 const CREATE_TASK_SQL = `
 with s as (
-  select a.capacity - (select count(*) from tasks b
+  select a.status = 'online' as online,
+         a.capacity - (select count(*) from tasks b
                         where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))::int as free,
          exists (select 1 from tasks p
                   where p.agent_id = a.agent_id and p.status = 'pending' and p.delivery_deadline > now()) as queued
     from agents a
-   where $15::uuid is not null and a.agent_id = $2::text and a.session_id = $15::uuid and a.status = 'online'
+   where $15::uuid is not null and a.agent_id = $2::text and a.session_id = $15::uuid
 ), d as (
-  select coalesce((select free > 0 and not queued from s), false) as ok,
-         coalesce((select free <= 0 from s), true) as agent_full
+  select coalesce((select online and free > 0 and not queued from s), false) as ok,
+         coalesce((select not online or free <= 0 from s), true) as agent_full
 ), ins as (
   insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
                      timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
@@ -311,17 +317,24 @@ with s as (
 )
 select ins.*, (select agent_full from d) as ap_agent_full from ins`;
 
-/** See TaskQueries.claim: $1 agent id, $2 session id, $3 platform node. */
+/**
+ * See TaskQueries.claim: $1 agent id, $2 session id, $3 platform node. The limit is
+ * 0 when the session no longer owns the agent row or the agent is offline: a
+ * scalar subquery over no row is NULL, and LIMIT NULL is no limit at all (a stale
+ * session claimed every pending task of the agent, its capacity ignored). The
+ * online check is in the select list for the reason given at CREATE_TASK_SQL.
+ */
 const CLAIM_SQL = `
 with agent as (
-  select capacity from agents where agent_id = $1::text and session_id = $2::uuid and status = 'online'
+  select case when status = 'online' then capacity else 0 end as capacity
+    from agents where agent_id = $1::text and session_id = $2::uuid
 ), busy as (
   select count(*)::int as n from tasks where agent_id = $1::text and status in ('dispatched', 'running')
 ), picked as (
   select task_id from tasks
    where agent_id = $1::text and status = 'pending' and delivery_deadline > now()
    order by created_at, task_id
-   limit (select greatest(0, agent.capacity - busy.n) from agent, busy)
+   limit coalesce((select greatest(0, agent.capacity - busy.n) from agent, busy), 0)
    for update skip locked
 ), upd as (
   update tasks t
@@ -442,14 +455,6 @@ export function createTaskQueries(
                                ${col((t) => t.idempotencyKey)}::text[], ${col((t) => t.sessionId)}::uuid[])
                         as i(task_id, agent_id, idempotency_key, session_id)
            limit ${targets.length}
-        ), s as (
-          select i.task_id,
-                 a.capacity > (select count(*) from tasks b
-                                where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))
-                 and not exists (select 1 from tasks p
-                                  where p.agent_id = a.agent_id and p.status = 'pending'
-                                    and p.delivery_deadline > now()) as ok
-            from i join agents a on a.agent_id = i.agent_id and a.session_id = i.session_id and a.status = 'online'
         ), ins as (
           insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
                              timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
@@ -462,7 +467,17 @@ export function createTaskQueries(
                  now() + make_interval(secs => ${spec.deliveryTimeoutSeconds}::int),
                  case when s.ok then now() end,
                  case when s.ok then ${platformNode}::text end
-            from i left join s on s.task_id = i.task_id
+            from i
+            left join lateral (
+              select a.status = 'online'
+                     and a.capacity > (select count(*) from tasks b
+                                        where b.agent_id = a.agent_id and b.status in ('dispatched', 'running'))
+                     and not exists (select 1 from tasks p
+                                      where p.agent_id = a.agent_id and p.status = 'pending'
+                                        and p.delivery_deadline > now()) as ok
+                from agents a
+               where a.agent_id = i.agent_id and a.session_id = i.session_id
+            ) s on true
           on conflict (idempotency_key) do nothing
           returning task_id, agent_id, status
         ), aud as (
