@@ -192,11 +192,31 @@ test('the prepared create survives a column added by a newer platform (rolling u
 /** The named statements a store sends (name -> text and the last call's values), from now on. */
 function captureNamed(s: Store): Map<string, { text: string; values: unknown[] }> {
   const sent = new Map<string, { text: string; values: unknown[] }>();
-  const query = s.pool.query.bind(s.pool) as (...a: unknown[]) => Promise<unknown>;
-  (s.pool as unknown as { query: (...a: unknown[]) => Promise<unknown> }).query = (...a: unknown[]) => {
-    const q = a[0] as { name?: string; text?: string; values?: unknown[] };
-    if (q?.name && q.text) sent.set(q.name, { text: q.text, values: q.values ?? [] });
-    return query(...a);
+  const wrapped = new WeakSet<object>();
+  const wrap = (client: pg.PoolClient | undefined) => {
+    if (!client || wrapped.has(client)) return;
+    wrapped.add(client);
+    const query = client.query.bind(client) as (...a: unknown[]) => unknown;
+    (client as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+      const q = a[0] as { name?: string; text?: string; values?: unknown[] };
+      if (q?.name && q.text) sent.set(q.name, { text: q.text, values: q.values ?? [] });
+      return query(...a);
+    };
+  };
+  // Named statements run on a client of the pool (pool.connect, promise or callback form).
+  const connect = s.pool.connect.bind(s.pool) as (...a: unknown[]) => unknown;
+  (s.pool as unknown as { connect: (...a: unknown[]) => unknown }).connect = (...a: unknown[]) => {
+    const cb = a[0] as ((err: Error | undefined, client?: pg.PoolClient, done?: unknown) => void) | undefined;
+    if (typeof cb === 'function') {
+      return connect((err: Error | undefined, client?: pg.PoolClient, done?: unknown) => {
+        wrap(client);
+        cb(err, client, done);
+      });
+    }
+    return (connect() as Promise<pg.PoolClient>).then((client) => {
+      wrap(client);
+      return client;
+    });
   };
   return sent;
 }
@@ -396,4 +416,19 @@ test('a claim for a session that no longer owns the agent, or for an offline age
     await s.close();
     await db.drop();
   }
+});
+
+test('a statement PostgreSQL refuses (a create for an unknown agent) leaves its connection in the pool', async () => {
+  await withOneConnectionStore(async (s) => {
+    const backend = async () =>
+      (await s.pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+    const before = await backend();
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(s.tasks.create(newTask(randomUUID(), 'no-such-agent')), { code: '23503' });
+    }
+    // The same backend: no reconnect, and the statement stays prepared on it.
+    assert.equal(await backend(), before);
+    const { rows } = await s.pool.query(`select 1 from pg_prepared_statements where name = 'ap_task_create'`);
+    assert.equal(rows.length, 1);
+  });
 });
