@@ -15,6 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../packages/platform/src/store/index.js';
+import { newTask } from '../test/support/tasks.js';
 import {
   arg,
   machineCpu,
@@ -66,25 +67,9 @@ const calls = {
   async create(s: Side) {
     const taskId = randomUUID();
     s.open.push(taskId);
-    await s.store.tasks.create(
-      {
-        taskId,
-        agentId: 'bench-agent',
-        type: 'shell',
-        script: 'true',
-        args: [],
-        env: {},
-        cleanEnv: false,
-        workingDir: '',
-        runAs: '',
-        timeoutSeconds: 30,
-        killGraceSeconds: 5,
-        limits: { memory_bytes: 0, cpu_millicores: 0, max_processes: 0, max_output_bytes: 0 },
-        deliveryTimeoutSeconds: 3600,
-        idempotencyKey: null,
-      },
-      { dispatch: { sessionId: s.sessionId, platformNode: 'bench-node' } },
-    );
+    await s.store.tasks.create(newTask(taskId, 'bench-agent'), {
+      dispatch: { sessionId: s.sessionId, platformNode: 'bench-node' },
+    });
   },
   async result(s: Side) {
     const taskId = s.open.shift();

@@ -10,7 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
-import { createStore, type ResultRecord, type Store } from '../packages/platform/src/store/index.js';
+import { createStore, type Store } from '../packages/platform/src/store/index.js';
 import { ProcessGroup, freePort, tempDir, waitFor, type Proc } from '../test/support/procs.js';
 import { AUTH_HEADERS } from '../test/support/security.js';
 
@@ -361,26 +361,7 @@ export const stealPct = (a: { steal: number; total: number }, b: { steal: number
 
 export const MB = 1024 * 1024;
 
-/** A `succeeded` result with no output, for benches that call the platform's store directly. */
-export function succeededResult(taskId: string, agentId: string, at = new Date()): ResultRecord {
-  return {
-    taskId,
-    agentId,
-    status: 'succeeded',
-    exitCode: 0,
-    signal: null,
-    error: null,
-    stdout: '',
-    stderr: '',
-    stdoutBytes: 0,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    limitsEnforced: [],
-    startedAt: at,
-    completedAt: at,
-  };
-}
+export { succeededResult } from '../test/support/tasks.js';
 
 /**
  * The platform's store on a fresh, migrated database, with `settings` (e.g.

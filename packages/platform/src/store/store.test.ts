@@ -5,6 +5,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { createStore, type Store } from './index.js';
 import { createTestDatabase, type TestDatabase } from '../../../../test/support/db.js';
+import { TRUE_SPEC, newTask, succeededResult } from '../../../../test/support/tasks.js';
 
 const logger = pino({ level: 'silent' });
 let tdb: TestDatabase;
@@ -32,22 +33,6 @@ function reg(agentId: string, labels: Record<string, string> = {}) {
     capacity: 5,
   };
 }
-
-/** What a task runs, for tests that need tasks but not their content. */
-const SPEC = {
-  type: 'shell' as const,
-  script: 'true',
-  args: [],
-  env: {},
-  cleanEnv: false,
-  workingDir: '',
-  runAs: '',
-  timeoutSeconds: 30,
-  killGraceSeconds: 5,
-  limits: { memory_bytes: 0, cpu_millicores: 0, max_processes: 0, max_output_bytes: 0 },
-  deliveryTimeoutSeconds: 60,
-};
-const newTask = (taskId: string, agentId: string) => ({ ...SPEC, taskId, agentId, idempotencyKey: null });
 
 /**
  * A migrated store on a fresh database with one connection (plan caches are per
@@ -193,8 +178,8 @@ test('the prepared create survives a column added by a newer platform (rolling u
 function captureNamed(s: Store): Map<string, { text: string; values: unknown[] }> {
   const sent = new Map<string, { text: string; values: unknown[] }>();
   const wrapped = new WeakSet<object>();
-  const wrap = (client: pg.PoolClient | undefined) => {
-    if (!client || wrapped.has(client)) return;
+  const wrap = (client: pg.PoolClient) => {
+    if (wrapped.has(client)) return;
     wrapped.add(client);
     const query = client.query.bind(client) as (...a: unknown[]) => unknown;
     (client as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
@@ -203,16 +188,11 @@ function captureNamed(s: Store): Map<string, { text: string; values: unknown[] }
       return query(...a);
     };
   };
-  // Named statements run on a client of the pool (pool.connect, promise or callback form).
+  // Named statements run on a client the store takes with pool.connect() (promise form);
+  // the callback form (pool.query) carries no named statement.
   const connect = s.pool.connect.bind(s.pool) as (...a: unknown[]) => unknown;
   (s.pool as unknown as { connect: (...a: unknown[]) => unknown }).connect = (...a: unknown[]) => {
-    const cb = a[0] as ((err: Error | undefined, client?: pg.PoolClient, done?: unknown) => void) | undefined;
-    if (typeof cb === 'function') {
-      return connect((err: Error | undefined, client?: pg.PoolClient, done?: unknown) => {
-        wrap(client);
-        cb(err, client, done);
-      });
-    }
+    if (a.length > 0) return connect(...a);
     return (connect() as Promise<pg.PoolClient>).then((client) => {
       wrap(client);
       return client;
@@ -287,23 +267,9 @@ test('started marks and results find their tasks by primary key under a generic 
       .slice(0, 500)
       .map((taskId) => ({ taskId, agentId: agentOf.get(taskId) ?? '', at: new Date() }));
     assert.equal((await s.tasks.markStarted(marks)).length, 500);
-    const results = inflight.slice(0, 600).map((taskId) => ({
-      taskId,
-      agentId: agentOf.get(taskId) ?? '',
-      status: 'succeeded' as const,
-      exitCode: 0,
-      signal: null,
-      error: null,
-      stdout: '',
-      stderr: '',
-      stdoutBytes: 0,
-      stderrBytes: 0,
-      stdoutTruncated: false,
-      stderrTruncated: false,
-      limitsEnforced: [],
-      startedAt: null,
-      completedAt: new Date(),
-    }));
+    const results = inflight
+      .slice(0, 600)
+      .map((taskId) => succeededResult(taskId, agentOf.get(taskId) ?? ''));
     // From running (the 500 marked) and from dispatched (100 more).
     assert.equal((await s.tasks.applyResults(results)).length, 600);
 
@@ -349,7 +315,7 @@ test('batch and single creates and the claim find their agent by primary key und
     const sent = captureNamed(s);
     const batch = (ids: string[], held: boolean) =>
       s.tasks.createMany(
-        SPEC,
+        TRUE_SPEC,
         ids.map((agentId) => ({
           agentId,
           taskId: randomUUID(),
