@@ -14,6 +14,11 @@
  *   ansible   `ansible all -i <inventory> -m command -a 'echo hi' -f N`,
  *             pipelining on; cold (no ssh connection kept) and warm
  *             (ControlPersist, after a first run opened the connections).
+ *   floor     N `sh -c 'echo hi'` started at once by a `sh` loop and nothing
+ *             else (bareFloor): the least time any tool that runs the script
+ *             in a process per host can take when the N hosts share this
+ *             machine. "time / floor" is the largest ratio any tool could
+ *             reach here; a goal above it cannot be met on this machine.
  *
  * pdsh and ansible reach N loopback aliases (127.0.0.2 ...) through sshd
  * processes started here: bound to those aliases only (sshd listens on at most
@@ -412,9 +417,30 @@ async function platformCold(cluster: Cluster, n: number): Promise<number> {
   return r.ms;
 }
 
+/**
+ * The floor: N `sh -c 'echo hi'` processes started at once by the smallest
+ * launcher there is (a `sh` loop, ~1 MB to fork, against ~100 MB for this Node
+ * process), their output read through one pipe, nothing else: no network, no
+ * agent, nothing stored. Every tool here runs the script in a process of its
+ * own on each of the N hosts, and the N hosts share this machine's two cores,
+ * so none can finish in less. The launcher's own start (the same loop with no
+ * child, in the same round) is taken off, which only lowers the floor.
+ */
+async function bareFloor(n: number): Promise<number> {
+  const loop = (count: number) =>
+    timed('sh', ['-c', `i=0; while [ "$i" -lt ${count} ]; do sh -c 'echo hi' & i=$((i+1)); done; wait`]);
+  const empty = await loop(0);
+  const full = await loop(n);
+  const his = full.out.split('\n').filter((l) => l === 'hi').length;
+  if (full.code !== 0 || his !== n)
+    throw new Error(`bare floor printed ${his} of ${n} answers: ${full.out.slice(-200)}`);
+  return Math.max(0, full.ms - empty.ms);
+}
+
 // ---------------------------------------------------------------- main
 
 type Tool =
+  | 'bare'
   | 'platform_stored'
   | 'platform_warm'
   | 'platform_cold'
@@ -423,6 +449,7 @@ type Tool =
   | 'ansible_cold'
   | 'ansible_warm';
 const LABELS: Record<Tool, string> = {
+  bare: "floor: N `sh -c 'echo hi'` started at once by a `sh` loop, no tool",
   platform_stored: 'platform, as stored (first created_at -> last completed_at)',
   platform_warm: 'platform, warm client (one batch REST call, follow=1)',
   platform_cold: 'platform, `apctl run --agent ... -- echo hi` (fresh process per run)',
@@ -490,6 +517,7 @@ try {
       if (ms !== undefined) samples.set(t, [...(samples.get(t) ?? []), ms]);
     };
     for (let r = 0; r < RUNS; r++) {
+      add('bare', await bareFloor(n));
       if (cluster) {
         const w = await platformWarm(cluster, n);
         add('platform_warm', w.ms);
@@ -533,7 +561,7 @@ const ratio = (a: Tool, b: Tool, n: number) => {
 };
 for (const n of HOSTS) {
   for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] as Tool[]) {
-    for (const p of ['platform_warm', 'platform_cold'] as Tool[]) {
+    for (const p of ['platform_warm', 'platform_cold', 'bare'] as Tool[]) {
       const r = ratio(other, p, n);
       if (r !== null) json[`${other}_over_${p}_${n}`] = r;
     }
@@ -547,6 +575,18 @@ for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] a
   });
   if (results.has(other))
     rows.push([`${other.replace('_', ' ')} time / platform time (warm / cold client)`, ...cells]);
+}
+// The best ratio any tool that starts a process per host could reach on this
+// machine: a goal above it cannot be met here, whatever the platform does.
+for (const other of ['pdsh_cold', 'pdsh_warm', 'ansible_cold', 'ansible_warm'] as Tool[]) {
+  if (results.has(other))
+    rows.push([
+      `${other.replace('_', ' ')} time / floor time (the most any tool could reach here)`,
+      ...HOSTS.map((n) => {
+        const r = ratio(other, 'bare', n);
+        return r === null ? '-' : `${r}x`;
+      }),
+    ]);
 }
 report(
   `compare: \`echo hi\` on N hosts, median wall ms of ${RUNS} runs, the tools taking turns in every round (machine ${otherLoad} % busy before; hypervisor steal ${steal} % during the run)`,
