@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { after, before, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -52,6 +52,52 @@ async function withOneConnectionStore(fn: (s: Store, admin: pg.Client) => Promis
     await db.drop();
   }
 }
+
+test("a lull of minutes keeps both pools' connections open (pg-pool closed them after 10 s)", async () => {
+  const db = await createTestDatabase();
+  const migrator = createStore({ databaseUrl: db.url, logger });
+  await migrator.migrate();
+  await migrator.close();
+  // Every idle timer of this store's pools is made on the mocked clock: a real one left
+  // from before (its clearTimeout mocked at checkout) would keep the process alive.
+  const s = createStore({ databaseUrl: db.url, logger });
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  const backends = async () =>
+    (
+      await admin.query<{ application_name: string }>(
+        `select application_name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+          order by 1`,
+      )
+    ).rows.map((r) => r.application_name);
+  try {
+    // Pools set an idle timer when a connection is released: the mocked clock runs them.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      await s.tasks.markStarted([{ taskId: randomUUID(), agentId: 'nobody', at: new Date() }]);
+      await s.tasks.applyProgress({
+        logs: [],
+        dropped: [],
+        started: [{ taskId: randomUUID(), agentId: 'nobody', at: new Date() }],
+      });
+      const open = await backends();
+      assert.ok(open.includes('agent-platform') && open.includes('agent-platform-progress'), open.join());
+      mock.timers.tick(5 * 60_000);
+    } finally {
+      mock.timers.reset();
+    }
+    await new Promise((r) => setTimeout(r, 300)); // a connection closed by its timer has gone by now
+    assert.deepEqual(
+      [...new Set(await backends())],
+      ['agent-platform', 'agent-platform-progress'],
+      'still open after five idle minutes',
+    );
+  } finally {
+    await admin.end();
+    await s.close();
+    await db.drop();
+  }
+});
 
 test('two migrators started at once on one empty database both succeed', async () => {
   const db = await createTestDatabase();
