@@ -201,7 +201,9 @@ export interface TaskQueries {
     platformNode: string,
     /** One audit row for the batch (no target), committed with its tasks; none if all were repeats. */
     audit?: Omit<AuditEntry, 'target'>,
-  ): Promise<{ task_id: string; agent_id: string; status: TaskStatusName; created: boolean }[]>;
+  ): Promise<
+    { task_id: string; agent_id: string; hostname: string; status: TaskStatusName; created: boolean }[]
+  >;
   get(taskId: string): Promise<TaskRow | undefined>;
   list(q: TaskListQuery): Promise<TaskSummaryRow[]>;
   /**
@@ -467,7 +469,7 @@ export function createTaskQueries(
       const col = <T>(f: (t: BatchTarget) => T): T[] => targets.map(f);
       const inserted = await run(
         'ap_task_create_many',
-        sql<{ task_id: string; agent_id: string; status: TaskStatusName }>`
+        sql<{ task_id: string; agent_id: string; hostname: string; status: TaskStatusName }>`
         with i as (
           select * from unnest(${col((t) => t.taskId)}::uuid[], ${col((t) => t.agentId)}::text[],
                                ${col((t) => t.idempotencyKey)}::text[], ${col((t) => t.sessionId)}::uuid[])
@@ -505,15 +507,17 @@ export function createTaskQueries(
                  ${audit?.status_code ?? 0}::int, ${audit?.outcome ?? 'ok'}::text
            where ${audit !== undefined}::boolean and exists (select 1 from ins)
         )
-        select * from ins`,
+        select ins.task_id, ins.agent_id, a.hostname, ins.status
+          from ins join agents a on a.agent_id = ins.agent_id`,
       );
       const out = inserted.map((r) => ({ ...r, created: true }));
       if (inserted.length === targets.length) return out;
       const keys = targets.map((t) => t.idempotencyKey).filter((k): k is string => k !== null);
       const earlier = await db
         .selectFrom('tasks')
-        .select(['task_id', 'agent_id', 'status'])
-        .where('idempotency_key', 'in', keys)
+        .innerJoin('agents', 'agents.agent_id', 'tasks.agent_id')
+        .select(['tasks.task_id', 'tasks.agent_id', 'agents.hostname', 'tasks.status'])
+        .where('tasks.idempotency_key', 'in', keys)
         .execute();
       const fresh = new Set(inserted.map((r) => r.task_id));
       return [...out, ...earlier.filter((r) => !fresh.has(r.task_id)).map((r) => ({ ...r, created: false }))];

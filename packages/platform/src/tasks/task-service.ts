@@ -544,16 +544,6 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       if (idempotencyKey !== undefined && (idempotencyKey.length === 0 || idempotencyKey.length > 200)) {
         throw new PlatformError('INVALID_IDEMPOTENCY_KEY', 'Idempotency-Key must be 1-200 characters');
       }
-      const existing = await store.agents.existing(ids);
-      const hostnames = new Map(existing.map((a) => [a.agent_id, a.hostname]));
-      const known = new Set(hostnames.keys());
-      const missing = ids.filter((id) => !known.has(id));
-      if (missing.length > 0) {
-        throw new PlatformError(
-          'AGENT_NOT_FOUND',
-          `${missing.length} agent(s) not found: ${missing.slice(0, 10).join(', ')}`,
-        );
-      }
       // Agents whose streams this process holds get theirs inserted dispatched when they
       // have room (one statement, no claim after it), and sent as soon as it commits.
       const held = new Map<string, AgentSession>();
@@ -587,9 +577,18 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           return rows;
         });
       } catch (err) {
-        // An agent deleted between the check and the insert.
-        if ((err as { code?: string }).code === '23503')
-          throw new PlatformError('AGENT_NOT_FOUND', 'an agent of the batch was not found');
+        // An unknown agent fails the statement's foreign key, and nothing of the batch
+        // is written; only then are the agents looked up, to name the missing ones.
+        if ((err as { code?: string }).code === '23503') {
+          const known = new Set((await store.agents.existing(ids)).map((a) => a.agent_id));
+          const missing = ids.filter((id) => !known.has(id));
+          throw new PlatformError(
+            'AGENT_NOT_FOUND',
+            missing.length > 0
+              ? `${missing.length} agent(s) not found: ${missing.slice(0, 10).join(', ')}`
+              : 'an agent of the batch was deleted while it was created',
+          );
+        }
         throw err;
       }
       // Queued behind older tasks, or the agent was full: claimed together when this
@@ -605,12 +604,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       // Sent in the create: let those writes reach their sockets before the answer is
       // built (HTTP/2 streams flush in a native immediate, which runs first).
       if (out.some((r) => r.created && r.status === 'dispatched')) await new Promise((r) => setImmediate(r));
-      return out.map((r) => ({
-        task_id: r.task_id,
-        agent_id: r.agent_id,
-        hostname: hostnames.get(r.agent_id) ?? '',
-        created: r.created,
-      }));
+      // In the order the agents were named (or listed by label).
+      const position = new Map(ids.map((id, k) => [id, k]));
+      return out
+        .map((r) => ({ task_id: r.task_id, agent_id: r.agent_id, hostname: r.hostname, created: r.created }))
+        .sort((x, y) => (position.get(x.agent_id) ?? 0) - (position.get(y.agent_id) ?? 0));
     },
     async get(taskId) {
       if (!UUID.test(taskId))

@@ -794,6 +794,14 @@ test('a batch to agents held here goes in dispatched and is sent from the create
   // A registration claims once (in the next turn after it): let those go by first.
   await new Promise((r) => setTimeout(r, 500));
   const { counts, restore } = countClaims(a, agents);
+  // Nor an agents lookup before it: the statement's foreign key finds unknown agents.
+  const agentsStore = a.store.agents;
+  const existing = agentsStore.existing.bind(agentsStore);
+  let lookups = 0;
+  agentsStore.existing = (ids) => {
+    lookups++;
+    return existing(ids);
+  };
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
   const batchAudits = async () =>
@@ -804,12 +812,14 @@ test('a batch to agents held here goes in dispatched and is sent from the create
     ).rows[0]?.n;
   try {
     const auditsBefore = Number(await batchAudits());
-    const r = await api<{ tasks: { task_id: string; agent_id: string; created: boolean }[] }>(
-      a,
-      'POST',
-      '/api/v1/tasks/batch',
-      { agent_ids: agents.map((x) => x.agentId), type: 'shell', script: 'echo held', env: { K: 'v' } },
-    );
+    const r = await api<{
+      tasks: { task_id: string; agent_id: string; hostname: string; created: boolean }[];
+    }>(a, 'POST', '/api/v1/tasks/batch', {
+      agent_ids: agents.map((x) => x.agentId),
+      type: 'shell',
+      script: 'echo held',
+      env: { K: 'v' },
+    });
     // One audit row for the call, committed with its tasks (not again by the audit hook).
     assert.equal(Number(await batchAudits()), auditsBefore + 1);
     assert.equal(r.status, 201);
@@ -835,8 +845,15 @@ test('a batch to agents held here goes in dispatched and is sent from the create
       assert.equal(row.dispatched_at, row.created_at, 'dispatched in the statement that created it');
     }
     assert.deepEqual(counts, { claim: 0, claimMany: 0, claimedAgents: 0 });
+    assert.equal(lookups, 0);
+    // Listed in the order the agents were named, each with its hostname.
+    assert.deepEqual(
+      r.body.tasks.map((t) => [t.agent_id, t.hostname]),
+      agents.map((x) => [x.agentId, 'sim']),
+    );
   } finally {
     restore();
+    agentsStore.existing = existing;
     await c.end();
   }
 });
@@ -895,13 +912,14 @@ test('a batch naming an unknown agent is refused whole, and bad targets get 400'
   await s.ready;
   const before = (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${s.agentId}`)).body.tasks
     .length;
-  const r = await api<{ error: { code: string } }>(a, 'POST', '/api/v1/tasks/batch', {
+  const r = await api<{ error: { code: string; message: string } }>(a, 'POST', '/api/v1/tasks/batch', {
     agent_ids: [s.agentId, 'ghost-1'],
     type: 'shell',
     script: 'true',
   });
   assert.equal(r.status, 404);
   assert.equal(r.body.error.code, 'AGENT_NOT_FOUND');
+  assert.equal(r.body.error.message, '1 agent(s) not found: ghost-1');
   assert.equal(
     (await api<{ tasks: unknown[] }>(a, 'GET', `/api/v1/tasks?agent_id=${s.agentId}`)).body.tasks.length,
     before,
