@@ -35,16 +35,20 @@ function reg(agentId: string, labels: Record<string, string> = {}) {
 }
 
 /**
- * A migrated store on a fresh database with one connection (plan caches are per
- * connection) and an admin client on the same database; both closed after `fn`.
+ * A store with one connection (plan caches are per connection) on a fresh
+ * database, and an admin client on the same database; both closed after `fn`.
+ * The database is migrated by a store of its own, so the store `fn` gets has
+ * opened no connection yet: each of its pools' idle timers starts inside `fn`.
  */
 async function withOneConnectionStore(fn: (s: Store, admin: pg.Client) => Promise<void>): Promise<void> {
   const db = await createTestDatabase();
+  const migrator = createStore({ databaseUrl: db.url, logger });
+  await migrator.migrate();
+  await migrator.close();
   const s = createStore({ databaseUrl: db.url, logger, maxConnections: 1 });
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   try {
-    await s.migrate();
     await fn(s, admin);
   } finally {
     await admin.end();
@@ -53,25 +57,18 @@ async function withOneConnectionStore(fn: (s: Store, admin: pg.Client) => Promis
   }
 }
 
-test("a lull of minutes keeps both pools' connections open (pg-pool closed them after 10 s)", async () => {
-  const db = await createTestDatabase();
-  const migrator = createStore({ databaseUrl: db.url, logger });
-  await migrator.migrate();
-  await migrator.close();
-  // Every idle timer of this store's pools is made on the mocked clock: a real one left
-  // from before (its clearTimeout mocked at checkout) would keep the process alive.
-  const s = createStore({ databaseUrl: db.url, logger });
-  const admin = new pg.Client({ connectionString: db.url });
-  await admin.connect();
-  const backends = async () =>
-    (
-      await admin.query<{ application_name: string }>(
-        `select application_name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
-          order by 1`,
-      )
-    ).rows.map((r) => r.application_name);
-  try {
+test("a lull of minutes keeps both pools' connections open (pg-pool closed them after 10 s)", () =>
+  withOneConnectionStore(async (s, admin) => {
+    const backends = async () =>
+      (
+        await admin.query<{ application_name: string }>(
+          `select application_name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()
+            order by 1`,
+        )
+      ).rows.map((r) => r.application_name);
     // Pools set an idle timer when a connection is released: the mocked clock runs them.
+    // Every one of this store's is made on it (a real one, its clearTimeout mocked at
+    // checkout, would keep the process alive).
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       await s.tasks.markStarted([{ taskId: randomUUID(), agentId: 'nobody', at: new Date() }]);
@@ -92,12 +89,7 @@ test("a lull of minutes keeps both pools' connections open (pg-pool closed them 
       ['agent-platform', 'agent-platform-progress'],
       'still open after five idle minutes',
     );
-  } finally {
-    await admin.end();
-    await s.close();
-    await db.drop();
-  }
-});
+  }));
 
 test('two migrators started at once on one empty database both succeed', async () => {
   const db = await createTestDatabase();
