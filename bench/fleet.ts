@@ -28,6 +28,7 @@
  * process still dispatches at creation and by its 1 s poll).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -45,6 +46,8 @@ const PROFILE = process.argv.includes('--profile');
 /** Experiment: drop the NOTIFY trigger in this run's database (a single platform process dispatches at creation anyway). */
 const NO_NOTIFY = process.argv.includes('--no-notify-trigger');
 const LABEL = 'fleet';
+/** Phase 4: one batch of a script this large (bytes) on up to 1,000 agents; 0 skips it. */
+const BIG_BYTES = Number(arg('big-script-bytes', String(1024 * 1024)));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -444,6 +447,55 @@ try {
   const rest = await measure(viaRest);
   const batch = await measure(viaBatch);
   const bulk = await measure(viaSql);
+
+  // 4. One batch of a large script: what a fan-out of a big install script costs.
+  const bigAgents = Math.min(1000, online);
+  const big = { ms: 0, peakMb: 0, dbGrowthMb: 0, status: 0, ok: 0 };
+  if (BIG_BYTES > 0) {
+    const { rows: agentRows } = await pgc.query<{ agent_id: string }>(
+      `select agent_id from agents where status = 'online' order by agent_id limit $1`,
+      [bigAgents],
+    );
+    const dbSize = async () =>
+      Number((await pgc.query<{ n: string }>(`select pg_database_size(current_database()) as n`)).rows[0]?.n);
+    const size0 = await dbSize();
+    const rss0 = procSample(platform.pid).rssBytes;
+    let peakBig = rss0;
+    const bigSampler = setInterval(() => {
+      try {
+        peakBig = Math.max(peakBig, procSample(platform.pid).rssBytes);
+      } catch {
+        // exited
+      }
+    }, 50);
+    const { rows: markRows } = await pgc.query<{ t: Date }>(`select clock_timestamp() as t`);
+    const t0 = performance.now();
+    const res = await fetch(`${http}/api/v1/tasks/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      // A comment line as long as asked for, then `true`: every agent receives the whole
+      // script. Random base64, as an embedded payload is: PostgreSQL cannot compress it.
+      body: JSON.stringify({
+        agent_ids: agentRows.map((r) => r.agent_id),
+        type: 'shell',
+        script: `#${randomBytes(BIG_BYTES)
+          .toString('base64')
+          .slice(0, BIG_BYTES - 7)}\ntrue\n`,
+      }),
+    });
+    big.status = res.status;
+    await res.arrayBuffer();
+    await allDone(bigAgents);
+    big.ms = performance.now() - t0;
+    clearInterval(bigSampler);
+    big.peakMb = (peakBig - rss0) / MB;
+    big.dbGrowthMb = ((await dbSize()) - size0) / MB;
+    const { rows: okRows } = await pgc.query<{ n: string }>(
+      `select count(*) as n from tasks where created_at > $1 and status = 'succeeded'`,
+      [markRows[0]?.t],
+    );
+    big.ok = Number(okRows[0]?.n);
+  }
   const final = await stats();
   await pgc.end();
   clearInterval(rssSampler);
@@ -508,6 +560,17 @@ try {
       ['  database transactions per task (all statements, incl. the bench)', round(p.xactsPerTask, 2), ''],
     );
   }
+  if (BIG_BYTES > 0)
+    rows.push(
+      [
+        `**one batch of a ${round(BIG_BYTES / 1024, 0)} KiB script on ${bigAgents} agents**: status, succeeded`,
+        `${big.status}, ${big.ok} succeeded`,
+        '',
+      ],
+      ['  POST -> every result stored', `${round(big.ms, 0)} ms`, ''],
+      ['  platform RSS above its level before the call, peak', `${round(big.peakMb, 1)} MB`, ''],
+      ['  database size growth', `${round(big.dbGrowthMb, 1)} MB`, ''],
+    );
   rows.push(
     ['platform RSS peak (whole run)', `${round(peak / MB, 1)} MB`, ''],
     [
@@ -551,6 +614,13 @@ try {
     ...phaseJson('rest', rest),
     ...phaseJson('batch', batch),
     ...phaseJson('sql', bulk),
+    big_script_bytes: BIG_BYTES,
+    big_batch_agents: BIG_BYTES > 0 ? bigAgents : 0,
+    big_batch_status: big.status,
+    big_batch_succeeded: big.ok,
+    big_batch_ms: round(big.ms, 0),
+    big_batch_platform_rss_peak_above_mb: round(big.peakMb, 1),
+    big_batch_db_growth_mb: round(big.dbGrowthMb, 1),
     stream_errors: sum(final, 'streamErrors'),
     goal_rss_mb_at_10000: 1024,
     goal_dispatch_per_s: 2000,
