@@ -44,6 +44,12 @@ test('each malformed field is refused with INVALID_REGISTRATION', () => {
     { labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) },
     { capacity: 0 },
     { capacity: 1.5 },
+    // PostgreSQL stores no NUL: refused here rather than failing the write (found by hostile.test.ts)
+    { hostname: 'web\u00001' },
+    { os: 'linux\u0000' },
+    { arch: '\u0000' },
+    { version: '\u0000' },
+    { labels: { env: 'pr\u0000od' } },
   ];
   for (const patch of bad) {
     assert.equal(

@@ -28,6 +28,8 @@ export function validateRegistration(r: AgentRegister): AgentRegistration {
   }
   const hostname = r.hostname.trim();
   if (hostname.length === 0) throw invalid('hostname is required');
+  // PostgreSQL's text and jsonb hold no NUL character: refused here, not as a failed write.
+  if (hostname.includes('\0')) throw invalid('hostname contains a NUL character');
   if (hostname.length > L.hostnameMax) throw invalid(`hostname is longer than ${L.hostnameMax} characters`);
   for (const [name, value] of [
     ['os', r.os],
@@ -36,6 +38,7 @@ export function validateRegistration(r: AgentRegister): AgentRegistration {
   ] as const) {
     if (value.length === 0) throw invalid(`${name} is required`);
     if (value.length > L.shortFieldMax) throw invalid(`${name} is longer than ${L.shortFieldMax} characters`);
+    if (value.includes('\0')) throw invalid(`${name} contains a NUL character`);
   }
   if (r.ipAddresses.length > L.ipAddressesMax) throw invalid(`more than ${L.ipAddressesMax} ip_addresses`);
   for (const ip of r.ipAddresses) {
@@ -52,6 +55,7 @@ export function validateRegistration(r: AgentRegister): AgentRegistration {
     }
     if (v.length > L.labelValueMax)
       throw invalid(`label ${k}: value is longer than ${L.labelValueMax} characters`);
+    if (v.includes('\0')) throw invalid(`label ${k}: value contains a NUL character`);
   }
   if (!Number.isInteger(r.capacity) || r.capacity < 1 || r.capacity > L.capacityMax) {
     throw invalid(`capacity must be between 1 and ${L.capacityMax}`);
