@@ -43,12 +43,17 @@ export interface SimAgent {
   readonly received: TaskRequest[];
   readonly cancels: string[];
   readonly acks: string[];
+  /** Task messages in the order they arrived: `request <id>`, `cancel <id>`, `ack <id>`. */
+  readonly order: string[];
   ready: Promise<void>;
   /** Resolves with the status the stream ended with (error or not). */
   ended: Promise<{ code: number; details: string }>;
   send(msg: AgentMessage): void;
   /** Sends a result for a task (used when respond=false). */
   finish(taskId: string, exitCode?: number): void;
+  /** Stops reading the stream (HTTP/2 flow control then holds the platform's writes), until resume. */
+  pause(): void;
+  resume(): void;
   close(): void;
 }
 
@@ -59,6 +64,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
   const received: TaskRequest[] = [];
   const cancels: string[] = [];
   const acks: string[] = [];
+  const order: string[] = [];
   let seqs = new Map<string, number>();
   const send = (msg: AgentMessage) => {
     call.write(msg);
@@ -95,6 +101,7 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
       else if (m?.$case === 'taskRequest') {
         const t = m.value;
         received.push(t);
+        order.push(`request ${t.taskId}`);
         if (o.respond === false) return;
         const run = () => {
           if (!o.foldStarted)
@@ -119,9 +126,12 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
         };
         if (o.runMs) setTimeout(run, o.runMs);
         else run();
-      } else if (m?.$case === 'taskCancel') cancels.push(m.value.taskId);
-      else if (m?.$case === 'resultAck') {
+      } else if (m?.$case === 'taskCancel') {
+        cancels.push(m.value.taskId);
+        order.push(`cancel ${m.value.taskId}`);
+      } else if (m?.$case === 'resultAck') {
         acks.push(m.value.taskId);
+        order.push(`ack ${m.value.taskId}`);
         seqs.delete(m.value.taskId);
       }
     });
@@ -153,10 +163,13 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
     received,
     cancels,
     acks,
+    order,
     ready,
     ended,
     send,
     finish,
+    pause: () => call.pause(),
+    resume: () => call.resume(),
     close() {
       seqs = new Map();
       call.cancel();

@@ -26,6 +26,14 @@ export interface PlatformConfig {
    */
   logBudgetBytes: number;
   /**
+   * Bytes of large task requests (64 KiB and more) the gateway has written to
+   * agents' streams that are not yet on their sockets, all agents together;
+   * further large requests wait in their agent's order. Bounds the memory of
+   * one script fanned out to many agents. Default 32 MiB. Not read from the
+   * environment.
+   */
+  outboundBudgetBytes: number;
+  /**
    * Plaintext gRPC and HTTP, agents identified by the id they send, no enrollment.
    * For tests and trusted loopback only; logged loudly. Env AP_INSECURE=1; default false.
    */
@@ -55,6 +63,7 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   lostGraceSeconds: 300,
   dispatchPollMs: 1000,
   logBudgetBytes: 32 * 1024 * 1024,
+  outboundBudgetBytes: 32 * 1024 * 1024,
   insecure: false,
   tlsDir: '',
   tlsCertFile: '',
@@ -84,6 +93,7 @@ export function resolveConfig(
     lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
     dispatchPollMs: explicit.dispatchPollMs ?? DEFAULT_CONFIG.dispatchPollMs,
     logBudgetBytes: explicit.logBudgetBytes ?? DEFAULT_CONFIG.logBudgetBytes,
+    outboundBudgetBytes: explicit.outboundBudgetBytes ?? DEFAULT_CONFIG.outboundBudgetBytes,
     insecure: explicit.insecure ?? (truthy(env.AP_INSECURE) || DEFAULT_CONFIG.insecure),
     tlsDir: explicit.tlsDir ?? env.AP_TLS_DIR ?? DEFAULT_CONFIG.tlsDir,
     tlsCertFile: explicit.tlsCertFile ?? env.AP_TLS_CERT ?? DEFAULT_CONFIG.tlsCertFile,

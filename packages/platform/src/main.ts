@@ -105,6 +105,7 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       logger: logger.child({ scope: 'gateway' }),
       platformNode: node,
       heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+      outboundBudgetBytes: config.outboundBudgetBytes,
       pki,
     });
     tasks = createTaskService({

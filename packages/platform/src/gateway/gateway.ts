@@ -66,6 +66,8 @@ export interface AgentGatewayOptions {
   maxReceiveMessageBytes?: number;
   /** Milliseconds between heartbeat flushes to the database; default 1,000. */
   flushIntervalMs?: number;
+  /** PlatformConfig.outboundBudgetBytes; default 32 MiB. */
+  outboundBudgetBytes?: number;
   handlers?: SessionHandlers;
   /**
    * TLS material; agents then need a certificate from enrollment. Absent =
@@ -87,6 +89,22 @@ export interface AgentGateway {
   setHandlers(handlers: SessionHandlers): void;
   /** Ends the agent's stream, if this process holds it, with AGENT_REVOKED. */
   revoke(agentId: string): void;
+  /** Large-message bytes written and not yet on their sockets, and messages waiting behind the budget. */
+  outbound(): { bytes: number; queued: number };
+}
+
+/** A task request at least this large waits for the outbound budget; smaller messages never do. */
+export const LARGE_MESSAGE_BYTES = 64 * 1024;
+
+/** What a message adds to the outbound budget: a task request's script, args and env, in bytes; else 0. */
+function outboundSize(msg: ServerMessage): number {
+  const m = msg.message;
+  if (m?.$case !== 'taskRequest') return 0;
+  const r = m.value;
+  let n = Buffer.byteLength(r.script) + 256;
+  for (const a of r.args) n += Buffer.byteLength(a) + 2;
+  for (const [k, v] of Object.entries(r.env)) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 4;
+  return n;
 }
 
 type Call = grpc.ServerDuplexStream<AgentMessage, ServerMessage>;
@@ -141,8 +159,90 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     runningTasks: number;
     closed: boolean;
     call: Call;
+    /** Messages that wait for the outbound budget, in order; later messages of this session wait behind them. */
+    outbox: { msg: ServerMessage; bytes: number }[];
+    /** The bytes of this session's large message in flight (its share of `outboundBytes`), or 0. */
+    heldBytes: number;
   }
   const sessions = new Map<string, LiveSession>();
+
+  /*
+   * The outbound budget. grpc-js serializes a message into a buffer of its own
+   * when it is written, and that buffer lives until the stream's socket takes
+   * it: a batch of one 1 MiB script on 1,000 agents held ~1.2 GB in this
+   * process (`npm run bench:fleet`, phase 4). So a large task request (64 KiB
+   * and more) is written only while its session has no other large message in
+   * flight (its stream sends one at a time anyway) and the large bytes in flight
+   * on all streams stay under the budget (one always may, whatever its size);
+   * a write's callback gives its bytes back. The rest wait in their session's
+   * outbox, and the session's later messages wait behind them, so an agent
+   * gets its messages in the order they were sent. Small messages (heartbeat
+   * acks, cancels, small tasks) never wait for the budget. Sessions waiting for
+   * the budget are served first come, first served; one waiting only for its
+   * own stream holds up no other.
+   */
+  const outboundBudget = options.outboundBudgetBytes ?? 32 * 1024 * 1024;
+  let outboundBytes = 0;
+  /** Sessions with a non-empty outbox, in the order they began to wait. */
+  const waiting = new Set<LiveSession>();
+
+  function writeOut(s: LiveSession, msg: ServerMessage, bytes: number): void {
+    if (bytes < LARGE_MESSAGE_BYTES) {
+      s.call.write(msg);
+      return;
+    }
+    outboundBytes += bytes;
+    s.heldBytes = bytes;
+    // grpc-js drops the callback of a write to a cancelled call: a closed session
+    // gives back what it holds in releaseOutbound instead.
+    s.call.write(msg, () => {
+      if (s.closed) return;
+      s.heldBytes = 0;
+      outboundBytes -= bytes;
+      pumpOutbound();
+    });
+  }
+
+  /** Whether a message may be written now: 'yes', or what it waits for. */
+  function mayWrite(s: LiveSession, bytes: number): 'yes' | 'stream' | 'budget' {
+    if (bytes < LARGE_MESSAGE_BYTES) return 'yes';
+    if (s.heldBytes > 0) return 'stream';
+    return outboundBytes === 0 || outboundBytes + bytes <= outboundBudget ? 'yes' : 'budget';
+  }
+
+  /** Writes waiting messages as far as their sessions' streams and the budget allow. */
+  function pumpOutbound(): void {
+    for (const s of waiting) {
+      let blocked: 'stream' | 'budget' | undefined;
+      while (s.outbox.length > 0) {
+        const next = s.outbox[0];
+        if (!next) break;
+        const may = mayWrite(s, next.bytes);
+        if (may !== 'yes') {
+          blocked = may;
+          break;
+        }
+        s.outbox.shift();
+        writeOut(s, next.msg, next.bytes);
+      }
+      if (s.outbox.length === 0) waiting.delete(s);
+      // First come, first served: later sessions wait for the budget too.
+      if (blocked === 'budget') return;
+    }
+  }
+
+  /**
+   * A session that closed: its written bytes go back, and its waiting messages are
+   * dropped. A dropped task request never reached the agent, which is what
+   * reconciliation at its next registration finds (tasks.reconcile: back to pending).
+   */
+  function releaseOutbound(s: LiveSession): void {
+    outboundBytes -= s.heldBytes;
+    s.heldBytes = 0;
+    s.outbox = [];
+    waiting.delete(s);
+    pumpOutbound();
+  }
   const calls = new Set<Call>();
   let pendingMarks = new Map<string, HeartbeatMark>();
   let shuttingDown = false;
@@ -300,6 +400,7 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
       const s = session;
       if (!s || s.closed) return;
       s.closed = true;
+      releaseOutbound(s);
       if (sessions.get(s.agentId) === s) sessions.delete(s.agentId);
       pendingMarks.delete(s.agentId);
       logger.info({ agent_id: s.agentId, session_id: s.sessionId, reason }, 'agent disconnected');
@@ -356,12 +457,18 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
                 runningTasks: 0,
                 closed: false,
                 call,
+                outbox: [],
+                heldBytes: 0,
                 send(out) {
                   if (s.closed || call.destroyed) return false;
                   const o = out.message;
                   if (o?.$case === 'taskRequest') s.tasks.add(o.value.taskId);
                   else if (o?.$case === 'resultAck') s.tasks.delete(o.value.taskId);
-                  call.write(out);
+                  const bytes = outboundSize(out);
+                  if (s.outbox.length > 0 || mayWrite(s, bytes) !== 'yes') {
+                    s.outbox.push({ msg: out, bytes });
+                    waiting.add(s);
+                  } else writeOut(s, out, bytes);
                   return true;
                 },
                 end(err, reason) {
@@ -377,6 +484,7 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
               if (previous && !previous.closed) {
                 // Mark the old session closed without touching the row: it already belongs to `s`.
                 previous.closed = true;
+                releaseOutbound(previous);
                 endCall(previous.call, new PlatformError('SESSION_REPLACED'));
               }
               s.send({
@@ -526,6 +634,11 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
     },
     revoke(agentId) {
       sessions.get(agentId)?.end(new PlatformError('AGENT_REVOKED'), 'revoked');
+    },
+    outbound() {
+      let queued = 0;
+      for (const s of waiting) queued += s.outbox.length;
+      return { bytes: outboundBytes, queued };
     },
   };
 }

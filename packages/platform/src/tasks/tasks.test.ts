@@ -1032,3 +1032,74 @@ test('output an agent sends again after a reconnect is stored once and not count
     await c.stop();
   }
 });
+
+test('large task requests wait for the outbound budget, each agent in order; small messages and unstuck agents are not held up', async () => {
+  // 400 KiB of budget, 300 KiB requests: one large request in flight at a time.
+  const c = await startPlatform({ ...common(), outboundBudgetBytes: 400 * 1024 });
+  try {
+    const slow = sim(c, { respond: false, capacity: 30 });
+    const next = sim(c, { respond: false, capacity: 5 });
+    const quick = sim(c);
+    await Promise.all([slow.ready, next.ready, quick.ready]);
+    const big = (n: number) => `# ${'x'.repeat(300 * 1024)}\necho ${n}\n`;
+    const create = async (agent: SimAgent, script: string) =>
+      (await api<TaskJson>(c, 'POST', '/api/v1/tasks', { agent_id: agent.agentId, type: 'shell', script }))
+        .body.task_id;
+
+    // An agent that stops reading: gRPC takes ~16 messages into its buffer, then HTTP/2
+    // flow control holds the platform's write of the next one.
+    slow.pause();
+    const slowTasks: string[] = [];
+    for (let i = 0; i < 24; i++) slowTasks.push(await create(slow, big(i)));
+    const stuck = await waitFor('a large write held, the rest waiting', async () => {
+      const o = c.gateway.outbound();
+      return o.queued > 0 && o.bytes > 0 ? o : undefined;
+    });
+    assert.ok(stuck.bytes < 400 * 1024, `one request in flight, not ${stuck.bytes} bytes`);
+    assert.ok(slow.received.length < 24);
+
+    // Another agent's large request waits for the budget; a small task goes at once.
+    const nextTask = await create(next, big(100));
+    const small = (
+      await api<TaskJson>(c, 'POST', '/api/v1/tasks', {
+        agent_id: quick.agentId,
+        type: 'shell',
+        script: 'true',
+      })
+    ).status;
+    assert.equal(small, 201);
+    await waitFor('the small task done', async () => quick.acks.length === 1);
+    assert.equal(next.received.length, 0, 'the budget is held by the stuck write');
+    assert.ok(c.gateway.outbound().bytes < 400 * 1024);
+
+    // A cancel of a request still waiting reaches the agent after that request.
+    const last = slowTasks[23] ?? '';
+    assert.equal((await api(c, 'POST', `/api/v1/tasks/${last}/cancel`, {})).status, 202);
+    slow.resume();
+    await waitFor('everything delivered', async () => slow.cancels.length > 0 && next.received.length === 1);
+    // (The dispatch poll sends a cancel again while the agent does not act on it.)
+    assert.deepEqual(
+      slow.order.slice(0, 25),
+      [...slowTasks.map((id) => `request ${id}`), `cancel ${last}`],
+      'requests in the order they were created, the cancel after its request',
+    );
+    assert.equal(next.received[0]?.taskId, nextTask);
+    assert.deepEqual(c.gateway.outbound(), { bytes: 0, queued: 0 });
+
+    // A session that closes with a write held and requests waiting gives the budget back.
+    const gone = sim(c, { respond: false, capacity: 30 });
+    await gone.ready;
+    gone.pause();
+    for (let i = 0; i < 24; i++) await create(gone, big(200 + i));
+    await waitFor('held again', async () => c.gateway.outbound().queued > 0);
+    gone.close();
+    await waitFor('budget back', async () => {
+      const o = c.gateway.outbound();
+      return o.bytes === 0 && o.queued === 0;
+    });
+    const after = await create(next, big(300));
+    await waitFor('the next large request goes', async () => next.received.some((t) => t.taskId === after));
+  } finally {
+    await c.stop();
+  }
+});
