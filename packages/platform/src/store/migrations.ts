@@ -175,6 +175,25 @@ const migrations: Record<string, Migration> = {
       await sql`create index audit_log_at_idx on audit_log (at desc, audit_id desc)`.execute(db);
     },
   },
+  // A batch's large script is kept once, not once per agent (decision 0008): a
+  // task names it by SHA-256 instead of holding it; exactly one of the two is set.
+  '0004_task_scripts': {
+    async up(db: Kysely<unknown>) {
+      await sql`
+        create table task_scripts (
+          script_hash bytea primary key check (octet_length(script_hash) = 32),
+          script      text not null,
+          created_at  timestamptz not null default now()
+        )`.execute(db);
+      await sql`alter table tasks alter column script drop not null`.execute(db);
+      await sql`alter table tasks add column script_hash bytea references task_scripts (script_hash)`.execute(
+        db,
+      );
+      await sql`
+        alter table tasks add constraint tasks_script_once
+        check ((script is null) <> (script_hash is null))`.execute(db);
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

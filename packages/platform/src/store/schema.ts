@@ -58,7 +58,10 @@ export interface TasksTable {
   task_id: string;
   agent_id: string;
   type: 'shell' | 'python';
-  script: string;
+  /** The script, or null when it is kept once in task_scripts (`script_hash`; a batch's large script). */
+  script: string | null;
+  /** SHA-256 of the script in task_scripts, or null when `script` holds it. */
+  script_hash: ColumnType<Buffer | null, Buffer | null | undefined, Buffer | null>;
   args: Json<string[]>;
   env: Json<Record<string, string>>;
   clean_env: boolean;
@@ -90,6 +93,13 @@ export interface TasksTable {
   limits_enforced: ColumnType<EnforcedLimitJson[], string | undefined, string>;
   log_bytes: ColumnType<string, number | string | undefined, number | string>;
   logs_dropped: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+/** Scripts kept once however many tasks run them (a batch's large script), by SHA-256. */
+export interface TaskScriptsTable {
+  script_hash: Buffer;
+  script: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
 }
 
 export interface TaskLogsTable {
@@ -154,6 +164,7 @@ export interface AuditLogTable {
 export interface Database {
   agents: AgentsTable;
   tasks: TasksTable;
+  task_scripts: TaskScriptsTable;
   task_logs: TaskLogsTable;
   api_tokens: ApiTokensTable;
   join_tokens: JoinTokensTable;

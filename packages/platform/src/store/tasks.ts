@@ -4,12 +4,25 @@
  * duplicate report changes nothing. Batched writes take arrays (unnest /
  * jsonb_to_recordset): one statement for many tasks.
  */
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import pg from 'pg';
 import type { AuditEntry } from './audit.js';
 import type { Database, EnforcedLimitJson, TaskLimitsJson, TaskStatusName, TasksTable } from './schema.js';
 
-export type TaskRow = Selectable<TasksTable>;
+/** A row as stored: a batch's large script is in task_scripts (`script` null, `script_hash` set). */
+type StoredTaskRow = Selectable<TasksTable>;
+
+/** A task row with its script, wherever it is kept. */
+export type TaskRow = Omit<StoredTaskRow, 'script'> & { script: string };
+
+/**
+ * A batch's script of at least this many bytes is kept once in task_scripts
+ * (by SHA-256, shared by every batch that runs it) instead of in each task's
+ * row: 1 MiB on 1,000 agents was 1 GB of table (decision 0008). Smaller ones
+ * stay in the row, which costs no lookup when the task is claimed.
+ */
+export const SHARED_SCRIPT_BYTES = 4096;
 
 export interface NewTask {
   taskId: string;
@@ -408,6 +421,33 @@ export function createTaskQueries(
     const c = query.compile(db);
     return (await namedQuery<R>(pool, { name, text: c.sql, values: [...c.parameters] })).rows;
   };
+  /**
+   * Fills in the scripts kept in task_scripts, one statement for all of them;
+   * rows with distinct hashes share one string per hash.
+   */
+  async function withScripts(rows: StoredTaskRow[]): Promise<TaskRow[]> {
+    const hashes = new Map<string, Buffer>();
+    for (const r of rows)
+      if (r.script === null && r.script_hash) hashes.set(r.script_hash.toString('hex'), r.script_hash);
+    const scripts = new Map<string, string>();
+    if (hashes.size > 0) {
+      const found = await db
+        .selectFrom('task_scripts')
+        .select(['script_hash', 'script'])
+        .where('script_hash', 'in', [...hashes.values()])
+        .execute();
+      for (const f of found) scripts.set(f.script_hash.toString('hex'), f.script);
+    }
+    return rows.map((r) => {
+      if (r.script !== null) return { ...r, script: r.script };
+      const script = r.script_hash ? scripts.get(r.script_hash.toString('hex')) : undefined;
+      // The foreign key keeps a task's script for as long as the task exists.
+      if (script === undefined) throw new Error(`task ${r.task_id}: its script is missing from task_scripts`);
+      return { ...r, script };
+    });
+  }
+  const withScript = async (row: StoredTaskRow): Promise<TaskRow> => (await withScripts([row]))[0] as TaskRow;
+
   const queries: TaskQueries = {
     async create(t, options = {}) {
       const { dispatch, audit } = options;
@@ -456,7 +496,7 @@ export function createTaskQueries(
         .selectAll()
         .where('idempotency_key', '=', t.idempotencyKey)
         .executeTakeFirstOrThrow();
-      return { task: existing, created: false, agentFull: false };
+      return { task: await withScript(existing), created: false, agentFull: false };
     },
 
     async createMany(spec, targets, platformNode, audit) {
@@ -467,6 +507,10 @@ export function createTaskQueries(
         seen.add(t.agentId);
       }
       const col = <T>(f: (t: BatchTarget) => T): T[] => targets.map(f);
+      // A large script goes into task_scripts once (a repeat of it is already there);
+      // each task then names it by hash.
+      const shared = Buffer.byteLength(spec.script) >= SHARED_SCRIPT_BYTES;
+      const hash = shared ? createHash('sha256').update(spec.script).digest() : null;
       const inserted = await run(
         'ap_task_create_many',
         sql<{ task_id: string; agent_id: string; hostname: string; status: TaskStatusName }>`
@@ -475,11 +519,16 @@ export function createTaskQueries(
                                ${col((t) => t.idempotencyKey)}::text[], ${col((t) => t.sessionId)}::uuid[])
                         as i(task_id, agent_id, idempotency_key, session_id)
            limit ${targets.length}
+        ), sc as (
+          insert into task_scripts (script_hash, script)
+          select ${hash}::bytea, ${shared ? spec.script : null}::text where ${hash}::bytea is not null
+          on conflict (script_hash) do nothing
         ), ins as (
-          insert into tasks (task_id, agent_id, type, script, args, env, clean_env, working_dir, run_as,
+          insert into tasks (task_id, agent_id, type, script, script_hash, args, env, clean_env, working_dir, run_as,
                              timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
                              status, delivery_deadline, dispatched_at, dispatched_by)
-          select i.task_id, i.agent_id, ${spec.type}::text, ${spec.script}::text, ${JSON.stringify(spec.args)}::jsonb,
+          select i.task_id, i.agent_id, ${spec.type}::text, ${shared ? null : spec.script}::text, ${hash}::bytea,
+                 ${JSON.stringify(spec.args)}::jsonb,
                  ${JSON.stringify(spec.env)}::jsonb, ${spec.cleanEnv}::boolean, ${spec.workingDir}::text,
                  ${spec.runAs}::text, ${spec.timeoutSeconds}::int, ${spec.killGraceSeconds}::int,
                  ${JSON.stringify(spec.limits)}::jsonb, ${spec.deliveryTimeoutSeconds}::int, i.idempotency_key,
@@ -524,7 +573,8 @@ export function createTaskQueries(
     },
 
     async get(taskId) {
-      return db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
+      const row = await db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
+      return row && (await withScripts([row]))[0];
     },
 
     async list(q) {
@@ -548,13 +598,16 @@ export function createTaskQueries(
     async claim(agentId, sessionId, platformNode) {
       // The last row is a marker (all task columns null) whose ap_more says whether
       // pending tasks are left that this claim did not take (no free slot).
-      const { rows } = await namedQuery<TaskRow & { ap_more: boolean | null }>(pool, {
+      const { rows } = await namedQuery<StoredTaskRow & { ap_more: boolean | null }>(pool, {
         name: 'ap_task_claim',
         text: CLAIM_SQL,
         values: [agentId, sessionId, platformNode],
       });
       const marker = rows.pop();
-      return { rows: rows.map(({ ap_more: _more, ...t }) => t), more: marker?.ap_more === true };
+      return {
+        rows: await withScripts(rows.map(({ ap_more: _more, ...t }) => t)),
+        more: marker?.ap_more === true,
+      };
     },
 
     async undispatch(taskId) {
@@ -565,7 +618,7 @@ export function createTaskQueries(
 
     async claimMany(agents, platformNode) {
       if (agents.length === 0) return [];
-      const { rows } = await sql<TaskRow>`
+      const { rows } = await sql<StoredTaskRow>`
         with picked as (
           select p.task_id
             from agents a
@@ -586,7 +639,7 @@ export function createTaskQueries(
           from picked
          where t.task_id = picked.task_id
         returning t.*`.execute(db);
-      return rows;
+      return withScripts(rows);
     },
 
     async agentsWithPending(agentIds) {
@@ -748,7 +801,7 @@ export function createTaskQueries(
         .where('status', '=', 'pending')
         .returningAll()
         .executeTakeFirst();
-      if (canceled) return { kind: 'canceled', task: canceled };
+      if (canceled) return { kind: 'canceled', task: await withScript(canceled) };
       const requested = await db
         .updateTable('tasks')
         .set({ cancel_requested_at: sql<Date>`coalesce(cancel_requested_at, now())`, cancel_reason: reason })
@@ -756,9 +809,9 @@ export function createTaskQueries(
         .where('status', 'in', ['dispatched', 'running'])
         .returningAll()
         .executeTakeFirst();
-      if (requested) return { kind: 'requested', task: requested };
+      if (requested) return { kind: 'requested', task: await withScript(requested) };
       const task = await db.selectFrom('tasks').selectAll().where('task_id', '=', taskId).executeTakeFirst();
-      return task ? { kind: 'finished', task } : { kind: 'missing' };
+      return task ? { kind: 'finished', task: await withScript(task) } : { kind: 'missing' };
     },
 
     async pendingCancels(agentIds, olderThanMs) {

@@ -1103,3 +1103,79 @@ test('large task requests wait for the outbound budget, each agent in order; sma
     await c.stop();
   }
 });
+
+test("a batch's large script is stored once, shared by its tasks and by later batches of it; every agent, and every read, gets it whole", async () => {
+  const here = sim(a);
+  const there = sim(b);
+  const later = sim(a);
+  await Promise.all([here.ready, there.ready, later.ready]);
+  // `later` is offline when the batch is created: its task is claimed when it is back.
+  later.close();
+  await waitFor('offline', async () => {
+    const r = await api<{ status: string }>(a, 'GET', `/api/v1/agents/${later.agentId}`);
+    return r.body.status === 'offline';
+  });
+  const script = `# ${'z'.repeat(8 * 1024)}\necho big\n`;
+  const batch = async () =>
+    (
+      await api<{ tasks: { task_id: string; agent_id: string }[] }>(a, 'POST', '/api/v1/tasks/batch', {
+        agent_ids: [here.agentId, there.agentId, later.agentId],
+        type: 'shell',
+        script,
+      })
+    ).body.tasks;
+  const first = await batch();
+  assert.equal(first.length, 3);
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
+  try {
+    const ids = first.map((t) => t.task_id);
+    const stored = await admin.query<{ inline: number; hashed: number }>(
+      `select count(*) filter (where script is not null)::int as inline,
+              count(*) filter (where script_hash is not null)::int as hashed
+         from tasks where task_id = any($1::uuid[])`,
+      [ids],
+    );
+    assert.deepEqual(stored.rows[0], { inline: 0, hashed: 3 });
+    const count = async () =>
+      Number(
+        (
+          await admin.query<{ n: string }>(
+            `select count(*) as n from task_scripts where script_hash = sha256(convert_to($1, 'UTF8'))`,
+            [script],
+          )
+        ).rows[0]?.n,
+      );
+    assert.equal(await count(), 1);
+
+    // Sent from the create (here), claimed by the other process (there), claimed at reconnect (later).
+    const back = sim(a, { agentId: later.agentId });
+    await back.ready;
+    for (const t of first) {
+      const done = await waitFor('done', async () =>
+        terminal((await api<TaskJson & { script: string }>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+      );
+      assert.equal(done.status, 'succeeded');
+    }
+    for (const s of [here, there, back]) assert.equal(s.received[0]?.script, script);
+    const read = (await api<{ script: string }>(b, 'GET', `/api/v1/tasks/${first[0]?.task_id}`)).body;
+    assert.equal(read.script, script);
+
+    // The same script again: new tasks, no new copy of it.
+    const second = await batch();
+    assert.equal(second.length, 3);
+    assert.equal(await count(), 1);
+    // A small script stays in the row.
+    const small = await api<{ tasks: { task_id: string }[] }>(a, 'POST', '/api/v1/tasks/batch', {
+      agent_ids: [here.agentId],
+      type: 'shell',
+      script: 'echo small',
+    });
+    const row = await admin.query<{ script: string | null }>(`select script from tasks where task_id = $1`, [
+      small.body.tasks[0]?.task_id,
+    ]);
+    assert.equal(row.rows[0]?.script, 'echo small');
+  } finally {
+    await admin.end();
+  }
+});
