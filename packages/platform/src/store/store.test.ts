@@ -436,3 +436,47 @@ test('a statement PostgreSQL refuses (a create for an unknown agent) leaves its 
     assert.equal(rows.length, 1);
   });
 });
+
+test("a batch's shared script is read from the database once per store, then from its cache, by every claim of its tasks", async () => {
+  const db = await createTestDatabase();
+  const creator = createStore({ databaseUrl: db.url, logger });
+  const claimer = createStore({ databaseUrl: db.url, logger });
+  try {
+    await creator.migrate();
+    const sessions = new Map<string, string>();
+    for (const id of ['sh-1', 'sh-2', 'sh-3']) {
+      sessions.set(id, randomUUID());
+      await creator.agents.register(reg(id), sessions.get(id) ?? '', 'node-1');
+    }
+    const script = `# ${'s'.repeat(5000)}\ntrue\n`;
+    // Pending for every agent (no session given): each is claimed on its own below.
+    await creator.tasks.createMany(
+      { ...TRUE_SPEC, script },
+      [...sessions.keys()].map((agentId) => ({
+        agentId,
+        taskId: randomUUID(),
+        idempotencyKey: null,
+        sessionId: null,
+      })),
+      'node-1',
+    );
+    // A probe: the stored copy changes under the stores (a hash names one content, so
+    // nothing else ever changes it). A store that reads it again sees the change.
+    const rewrite = (to: string) => creator.pool.query(`update task_scripts set script = $1`, [to]);
+    const claimed = async (s: Store, agentId: string) =>
+      (await s.tasks.claim(agentId, sessions.get(agentId) ?? '', 'node-1')).rows.map((r) => r.script);
+
+    await rewrite('first read');
+    // The creating store has it from the create.
+    assert.deepEqual(await claimed(creator, 'sh-1'), [script]);
+    // Another store reads it once...
+    assert.deepEqual(await claimed(claimer, 'sh-2'), ['first read']);
+    await rewrite('second read');
+    // ...and not again.
+    assert.deepEqual(await claimed(claimer, 'sh-3'), ['first read']);
+  } finally {
+    await creator.close();
+    await claimer.close();
+    await db.drop();
+  }
+});

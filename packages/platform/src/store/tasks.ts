@@ -5,6 +5,7 @@
  * jsonb_to_recordset): one statement for many tasks.
  */
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import pg from 'pg';
 import type { AuditEntry } from './audit.js';
@@ -23,6 +24,9 @@ export type TaskRow = Omit<StoredTaskRow, 'script'> & { script: string };
  * stay in the row, which costs no lookup when the task is claimed.
  */
 export const SHARED_SCRIPT_BYTES = 4096;
+
+/** Characters (UTF-16 code units) of shared scripts a store keeps in memory (see scriptCache). */
+export const SCRIPT_CACHE_BYTES = 32 * 1024 * 1024;
 
 export interface NewTask {
   taskId: string;
@@ -422,21 +426,41 @@ export function createTaskQueries(
     return (await namedQuery<R>(pool, { name, text: c.sql, values: [...c.parameters] })).rows;
   };
   /**
-   * Fills in the scripts kept in task_scripts, one statement for all of them;
-   * rows with distinct hashes share one string per hash.
+   * Shared scripts read lately, by hash (hex). A hash names one content for
+   * good, so an entry is never stale: the agents of one batch claiming its
+   * tasks one by one (a reconnect after a platform restart) read the script
+   * from PostgreSQL once, not once each.
+   */
+  const scriptCache = new LRUCache<string, string>({
+    maxSize: SCRIPT_CACHE_BYTES,
+    sizeCalculation: (script) => Math.max(1, script.length),
+  });
+
+  /**
+   * Fills in the scripts kept in task_scripts, one statement for all of them
+   * not in the cache; rows with the same hash share one string.
    */
   async function withScripts(rows: StoredTaskRow[]): Promise<TaskRow[]> {
-    const hashes = new Map<string, Buffer>();
-    for (const r of rows)
-      if (r.script === null && r.script_hash) hashes.set(r.script_hash.toString('hex'), r.script_hash);
     const scripts = new Map<string, string>();
-    if (hashes.size > 0) {
+    const missing = new Map<string, Buffer>();
+    for (const r of rows) {
+      if (r.script !== null || !r.script_hash) continue;
+      const hex = r.script_hash.toString('hex');
+      const hit = scripts.get(hex) ?? scriptCache.get(hex);
+      if (hit !== undefined) scripts.set(hex, hit);
+      else missing.set(hex, r.script_hash);
+    }
+    if (missing.size > 0) {
       const found = await db
         .selectFrom('task_scripts')
         .select(['script_hash', 'script'])
-        .where('script_hash', 'in', [...hashes.values()])
+        .where('script_hash', 'in', [...missing.values()])
         .execute();
-      for (const f of found) scripts.set(f.script_hash.toString('hex'), f.script);
+      for (const f of found) {
+        const hex = f.script_hash.toString('hex');
+        scripts.set(hex, f.script);
+        scriptCache.set(hex, f.script);
+      }
     }
     return rows.map((r) => {
       if (r.script !== null) return { ...r, script: r.script };
@@ -559,6 +583,8 @@ export function createTaskQueries(
         select ins.task_id, ins.agent_id, a.hostname, ins.status
           from ins join agents a on a.agent_id = ins.agent_id`,
       );
+      // Its tasks' claims in this process need not read it back.
+      if (hash) scriptCache.set(hash.toString('hex'), spec.script);
       const out = inserted.map((r) => ({ ...r, created: true }));
       if (inserted.length === targets.length) return out;
       const keys = targets.map((t) => t.idempotencyKey).filter((k): k is string => k !== null);
