@@ -43,7 +43,7 @@ export interface SimAgent {
   readonly received: TaskRequest[];
   readonly cancels: string[];
   readonly acks: string[];
-  /** Task messages in the order they arrived: `request <id>`, `cancel <id>`, `ack <id>`. */
+  /** Messages in the order they arrived: `request <id>`, `cancel <id>`, `ack <id>`, `heartbeat-ack`. */
   readonly order: string[];
   ready: Promise<void>;
   /** Resolves with the status the stream ended with (error or not). */
@@ -129,6 +129,8 @@ export function startSimAgent(o: SimAgentOptions): SimAgent {
       } else if (m?.$case === 'taskCancel') {
         cancels.push(m.value.taskId);
         order.push(`cancel ${m.value.taskId}`);
+      } else if (m?.$case === 'heartbeatAck') {
+        order.push('heartbeat-ack');
       } else if (m?.$case === 'resultAck') {
         acks.push(m.value.taskId);
         order.push(`ack ${m.value.taskId}`);

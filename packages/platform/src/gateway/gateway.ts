@@ -96,16 +96,23 @@ export interface AgentGateway {
 /** A task request at least this large waits for the outbound budget; smaller messages never do. */
 export const LARGE_MESSAGE_BYTES = 64 * 1024;
 
-/** What a message adds to the outbound budget: a task request's script, args and env, in bytes; else 0. */
+/**
+ * What a message adds to the outbound budget: about a task request's size on
+ * the wire (characters of its script, args and env: exact for ASCII, a third
+ * of the bytes at worst, and no scan of a 1 MiB script); else 0.
+ */
 function outboundSize(msg: ServerMessage): number {
   const m = msg.message;
   if (m?.$case !== 'taskRequest') return 0;
   const r = m.value;
-  let n = Buffer.byteLength(r.script) + 256;
-  for (const a of r.args) n += Buffer.byteLength(a) + 2;
-  for (const [k, v] of Object.entries(r.env)) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 4;
+  let n = r.script.length + 256;
+  for (const a of r.args) n += a.length + 2;
+  for (const k in r.env) n += k.length + (r.env[k]?.length ?? 0) + 4;
   return n;
 }
+
+/** Messages about tasks reach an agent in the order they were sent; the others are never held. */
+const ORDERED = new Set(['taskRequest', 'taskCancel', 'resultAck']);
 
 type Call = grpc.ServerDuplexStream<AgentMessage, ServerMessage>;
 
@@ -175,9 +182,10 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
    * flight (its stream sends one at a time anyway) and the large bytes in flight
    * on all streams stay under the budget (one always may, whatever its size);
    * a write's callback gives its bytes back. The rest wait in their session's
-   * outbox, and the session's later messages wait behind them, so an agent
-   * gets its messages in the order they were sent. Small messages (heartbeat
-   * acks, cancels, small tasks) never wait for the budget. Sessions waiting for
+   * outbox, and the session's later messages about tasks wait behind them, so
+   * an agent gets those in the order they were sent (a cancel never overtakes
+   * its request). Small messages never wait for the budget, and a register
+   * answer or heartbeat ack never waits at all. Sessions waiting for
    * the budget are served first come, first served; one waiting only for its
    * own stream holds up no other.
    */
@@ -465,7 +473,8 @@ export function createAgentGateway(options: AgentGatewayOptions): AgentGateway {
                   if (o?.$case === 'taskRequest') s.tasks.add(o.value.taskId);
                   else if (o?.$case === 'resultAck') s.tasks.delete(o.value.taskId);
                   const bytes = outboundSize(out);
-                  if (s.outbox.length > 0 || mayWrite(s, bytes) !== 'yes') {
+                  const held = s.outbox.length > 0 && ORDERED.has(o?.$case ?? '');
+                  if (held || mayWrite(s, bytes) !== 'yes') {
                     s.outbox.push({ msg: out, bytes });
                     waiting.add(s);
                   } else writeOut(s, out, bytes);

@@ -1034,8 +1034,13 @@ test('output an agent sends again after a reconnect is stored once and not count
 });
 
 test('large task requests wait for the outbound budget, each agent in order; small messages and unstuck agents are not held up', async () => {
-  // 400 KiB of budget, 300 KiB requests: one large request in flight at a time.
-  const c = await startPlatform({ ...common(), outboundBudgetBytes: 400 * 1024 });
+  // 400 KiB of budget, 300 KiB requests: one large request in flight at a time. The
+  // simulated agents send no heartbeats: a long interval keeps their sessions.
+  const c = await startPlatform({
+    ...common(),
+    heartbeatIntervalSeconds: 60,
+    outboundBudgetBytes: 400 * 1024,
+  });
   try {
     const slow = sim(c, { respond: false, capacity: 30 });
     const next = sim(c, { respond: false, capacity: 5 });
@@ -1070,6 +1075,15 @@ test('large task requests wait for the outbound budget, each agent in order; sma
     assert.equal(small, 201);
     await waitFor('the small task done', async () => quick.acks.length === 1);
     assert.equal(next.received.length, 0, 'the budget is held by the stuck write');
+    // A heartbeat's ack is not held behind the waiting request.
+    next.send({
+      message: {
+        $case: 'heartbeat',
+        value: { agentId: next.agentId, timestamp: new Date(), runningTasks: 0 },
+      },
+    });
+    await waitFor('heartbeat acknowledged', async () => next.order.includes('heartbeat-ack'));
+    assert.equal(next.received.length, 0);
     assert.ok(c.gateway.outbound().bytes < 400 * 1024);
 
     // A cancel of a request still waiting reaches the agent after that request.
