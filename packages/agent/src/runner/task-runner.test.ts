@@ -428,6 +428,19 @@ test('an unsupported task type gets a journaled FAILED result and never runs', a
   await waitFor('journaled', () => s.journal.state('t-type') === 'completed');
 });
 
+test('an empty script gets a journaled FAILED result and never runs (the platform refuses one, so it is a bug)', async () => {
+  const s = await setup();
+  const link = fakeLink();
+  s.runner.onReady(link);
+  s.runner.onMessage(request('t-empty', ' \n'), link);
+  await waitFor('result', () => link.results().length === 1);
+  const r = link.results()[0];
+  assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
+  assert.equal(r?.error, 'empty script');
+  assert.equal(link.started().length, 0);
+  await waitFor('journaled', () => s.journal.state('t-empty') === 'completed');
+});
+
 test('when the executor queue is full the task fails with "agent queue full"', async () => {
   const s = await setup({ maxConcurrent: 1, maxQueued: 0 });
   const link = fakeLink();

@@ -138,6 +138,9 @@ export function toTaskResult(r: ExecResult): TaskResult {
 export function toTaskSpec(req: TaskRequest, defaultKillGraceSeconds = 5): TaskSpec | string {
   const type = taskTypeToName(req.type);
   if (!type) return `unsupported task type ${req.type}`;
+  // The platform refuses an empty script, so one here is a sender's bug (a
+  // process that could not read it back): never "run" it as a success.
+  if (req.script.trim() === '') return 'empty script';
   if (req.timeout < 0) return `invalid timeout ${req.timeout}`;
   if (req.killGrace < 0) return `invalid kill grace ${req.killGrace}`;
   return {

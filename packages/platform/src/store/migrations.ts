@@ -186,12 +186,16 @@ const migrations: Record<string, Migration> = {
           created_at  timestamptz not null default now()
         )`.execute(db);
       await sql`alter table tasks alter column script drop not null`.execute(db);
-      await sql`alter table tasks add column script_hash bytea references task_scripts (script_hash)`.execute(
-        db,
-      );
+      // Every existing row holds its script and no hash, so both constraints hold for
+      // it by construction: NOT VALID skips a scan of the whole table under this
+      // migration's lock; new and changed rows are checked as usual.
+      await sql`alter table tasks add column script_hash bytea`.execute(db);
+      await sql`
+        alter table tasks add constraint tasks_script_hash_fkey
+        foreign key (script_hash) references task_scripts (script_hash) not valid`.execute(db);
       await sql`
         alter table tasks add constraint tasks_script_once
-        check ((script is null) <> (script_hash is null))`.execute(db);
+        check ((script is null) <> (script_hash is null)) not valid`.execute(db);
     },
   },
 };

@@ -480,3 +480,26 @@ test("a batch's shared script is read from the database once per store, then fro
     await db.drop();
   }
 });
+
+test('a task row holds its script or names a stored one: never neither, never both, never an unknown hash', async () => {
+  await store.agents.register(reg('script-rule'), randomUUID(), 'node-1');
+  const insert = (script: string | null, hash: Buffer | null) =>
+    store.pool.query(
+      `insert into tasks (task_id, agent_id, type, script, script_hash, args, env, clean_env, working_dir, run_as,
+                          timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, status, delivery_deadline)
+       values ($1, 'script-rule', 'shell', $2, $3, '[]', '{}', false, '', '', 30, 5, '{}', 60, 'pending', now())`,
+      [randomUUID(), script, hash],
+    );
+  const code = async (p: Promise<unknown>) =>
+    (await p.then(
+      () => 'ok',
+      (e: { code?: string }) => e.code,
+    )) as string;
+  const unknown = Buffer.alloc(32, 7);
+  assert.equal(await code(insert(null, null)), '23514');
+  assert.equal(await code(insert(null, unknown)), '23503');
+  await store.pool.query(`insert into task_scripts (script_hash, script) values ($1, 'true')`, [unknown]);
+  assert.equal(await code(insert('true', unknown)), '23514');
+  assert.equal(await code(insert(null, unknown)), 'ok');
+  assert.equal(await code(insert('true', null)), 'ok');
+});
