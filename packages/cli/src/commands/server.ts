@@ -32,6 +32,7 @@ export function platformOptions(flags: ServerFlags) {
     databaseUrl: flags.databaseUrl,
     heartbeatIntervalSeconds:
       flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
+    lostGraceSeconds: flags.lostGrace === undefined ? undefined : Number(flags.lostGrace),
     insecure: flags.insecure,
     tlsDir: flags.tlsDir,
     tlsCertFile: flags.tlsCert,
@@ -54,6 +55,10 @@ export function registerServerCommand(program: Command): void {
     .option(
       '--heartbeat-interval <seconds>',
       'seconds between agent heartbeats (env AP_HEARTBEAT_INTERVAL) [10]',
+    )
+    .option(
+      '--lost-grace <seconds>',
+      'seconds an agent may stay offline before its in-flight tasks become lost (env AP_LOST_GRACE) [300]',
     )
     .option(
       '--insecure',
