@@ -15,6 +15,13 @@ export interface PlatformConfig {
   /** Seconds an agent may be offline before its running tasks become lost. Env AP_LOST_GRACE; default 300. */
   lostGraceSeconds: number;
   /**
+   * Days a finished task is kept (with its logs) after it was created; 0 keeps
+   * every task. Purged every `purgeIntervalMs`. Env AP_TASK_RETENTION_DAYS; default 0.
+   */
+  taskRetentionDays: number;
+  /** Milliseconds between purges when taskRetentionDays is set; default 10 minutes. Not read from the environment. */
+  purgeIntervalMs: number;
+  /**
    * Milliseconds between dispatch polls, the guarantee behind NOTIFY and the
    * in-process wake-ups; default 1,000. Not read from the environment: tests set
    * it high to prove dispatch never waits for the poll.
@@ -61,6 +68,8 @@ export const DEFAULT_CONFIG: PlatformConfig = {
   heartbeatIntervalSeconds: 10,
   logLevel: 'info',
   lostGraceSeconds: 300,
+  taskRetentionDays: 0,
+  purgeIntervalMs: 10 * 60 * 1000,
   dispatchPollMs: 1000,
   logBudgetBytes: 32 * 1024 * 1024,
   outboundBudgetBytes: 32 * 1024 * 1024,
@@ -91,6 +100,9 @@ export function resolveConfig(
       DEFAULT_CONFIG.heartbeatIntervalSeconds,
     logLevel: explicit.logLevel ?? env.AP_LOG_LEVEL ?? DEFAULT_CONFIG.logLevel,
     lostGraceSeconds: explicit.lostGraceSeconds ?? num(env.AP_LOST_GRACE) ?? DEFAULT_CONFIG.lostGraceSeconds,
+    taskRetentionDays:
+      explicit.taskRetentionDays ?? num(env.AP_TASK_RETENTION_DAYS) ?? DEFAULT_CONFIG.taskRetentionDays,
+    purgeIntervalMs: explicit.purgeIntervalMs ?? DEFAULT_CONFIG.purgeIntervalMs,
     dispatchPollMs: explicit.dispatchPollMs ?? DEFAULT_CONFIG.dispatchPollMs,
     logBudgetBytes: explicit.logBudgetBytes ?? DEFAULT_CONFIG.logBudgetBytes,
     outboundBudgetBytes: explicit.outboundBudgetBytes ?? DEFAULT_CONFIG.outboundBudgetBytes,
@@ -112,6 +124,11 @@ export function resolveConfig(
   }
   if (!Number.isInteger(c.lostGraceSeconds) || c.lostGraceSeconds < 1) {
     throw new Error(`lost grace must be an integer number of seconds >= 1, got ${c.lostGraceSeconds}`);
+  }
+  if (!Number.isInteger(c.taskRetentionDays) || c.taskRetentionDays < 0) {
+    throw new Error(
+      `task retention must be a whole number of days >= 0 (0 keeps every task), got ${c.taskRetentionDays}`,
+    );
   }
   if (!Number.isFinite(c.heartbeatIntervalSeconds) || c.heartbeatIntervalSeconds < 1) {
     throw new Error(`heartbeat interval must be a number of seconds >= 1, got ${c.heartbeatIntervalSeconds}`);

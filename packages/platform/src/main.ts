@@ -115,6 +115,8 @@ export async function startPlatform(options: StartPlatformOptions = {}): Promise
       platformNode: node,
       databaseUrl,
       lostGraceSeconds: config.lostGraceSeconds,
+      taskRetentionDays: config.taskRetentionDays,
+      purgeIntervalMs: config.purgeIntervalMs,
       pollIntervalMs: config.dispatchPollMs,
       logBudgetBytes: config.logBudgetBytes,
     });

@@ -8,6 +8,7 @@ export interface ServerFlags {
   databaseUrl?: string;
   heartbeatInterval?: string;
   lostGrace?: string;
+  taskRetentionDays?: string;
   logLevel?: string;
   insecure?: boolean;
   tlsDir?: string;
@@ -33,6 +34,7 @@ export function platformOptions(flags: ServerFlags) {
     heartbeatIntervalSeconds:
       flags.heartbeatInterval === undefined ? undefined : Number(flags.heartbeatInterval),
     lostGraceSeconds: flags.lostGrace === undefined ? undefined : Number(flags.lostGrace),
+    taskRetentionDays: flags.taskRetentionDays === undefined ? undefined : Number(flags.taskRetentionDays),
     insecure: flags.insecure,
     tlsDir: flags.tlsDir,
     tlsCertFile: flags.tlsCert,
@@ -59,6 +61,10 @@ export function registerServerCommand(program: Command): void {
     .option(
       '--lost-grace <seconds>',
       'seconds an agent may stay offline before its in-flight tasks become lost (env AP_LOST_GRACE) [300]',
+    )
+    .option(
+      '--task-retention-days <days>',
+      'delete finished tasks and their logs this many days after they were created; 0 keeps them (env AP_TASK_RETENTION_DAYS) [0]',
     )
     .option(
       '--insecure',

@@ -181,9 +181,9 @@ const migrations: Record<string, Migration> = {
     async up(db: Kysely<unknown>) {
       await sql`
         create table task_scripts (
-          script_hash bytea primary key check (octet_length(script_hash) = 32),
-          script      text not null,
-          created_at  timestamptz not null default now()
+          script_hash  bytea primary key check (octet_length(script_hash) = 32),
+          script       text not null,
+          last_used_at timestamptz not null default now()
         )`.execute(db);
       await sql`alter table tasks alter column script drop not null`.execute(db);
       // Every existing row holds its script and no hash, so both constraints hold for
@@ -196,6 +196,11 @@ const migrations: Record<string, Migration> = {
       await sql`
         alter table tasks add constraint tasks_script_once
         check ((script is null) <> (script_hash is null)) not valid`.execute(db);
+      // Which tasks name a script: the purge's "no task names it", and the foreign
+      // key's check when a script row is deleted. Only batch tasks are in it.
+      await sql`create index tasks_script_hash_idx on tasks (script_hash) where script_hash is not null`.execute(
+        db,
+      );
     },
   },
 };

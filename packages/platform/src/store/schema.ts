@@ -99,7 +99,8 @@ export interface TasksTable {
 export interface TaskScriptsTable {
   script_hash: Buffer;
   script: string;
-  created_at: ColumnType<Date, Date | string | undefined, never>;
+  /** Set when a batch stores or reuses it; the purge removes scripts unused for the retention period. */
+  last_used_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
 
 export interface TaskLogsTable {

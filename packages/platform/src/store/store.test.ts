@@ -503,3 +503,75 @@ test('a task row holds its script or names a stored one: never neither, never bo
   assert.equal(await code(insert(null, unknown)), 'ok');
   assert.equal(await code(insert('true', null)), 'ok');
 });
+
+test('purge deletes finished tasks past the retention with their logs, and shared scripts no task names that no batch used since', async () => {
+  const db = await createTestDatabase();
+  const s = createStore({ databaseUrl: db.url, logger });
+  try {
+    await s.migrate();
+    await s.agents.register(reg('purge-agent'), randomUUID(), 'node-1');
+    const make = async (status: string, ageDays: number, script = 'true') => {
+      const id = randomUUID();
+      await s.tasks.createMany(
+        { ...TRUE_SPEC, script },
+        [{ agentId: 'purge-agent', taskId: id, idempotencyKey: null, sessionId: null }],
+        'node-1',
+      );
+      await s.pool.query(
+        `update tasks set status = $2, created_at = now() - make_interval(days => $3),
+                completed_at = case when $2 in ('pending', 'running') then null else now() end
+          where task_id = $1`,
+        [id, status, ageDays],
+      );
+      await s.tasks.insertLogs([
+        { taskId: id, agentId: 'purge-agent', seq: 1, stream: 'stdout', output: 'x\n', ts: new Date() },
+      ]);
+      return id;
+    };
+    const oldScript = `# ${'o'.repeat(5000)}\n`;
+    const keptScript = `# ${'k'.repeat(5000)}\n`;
+    const oldDone = [
+      await make('succeeded', 40),
+      await make('failed', 31),
+      await make('expired', 35, oldScript),
+    ];
+    const oldRunning = await make('running', 40);
+    const oldPending = await make('pending', 40, keptScript);
+    const recentDone = await make('succeeded', 5);
+    // Scripts last used long ago (a batch that reused one would have set it now).
+    await s.pool.query(`update task_scripts set last_used_at = now() - interval '40 days'`);
+
+    // Small batches: three statements for the three old finished tasks.
+    assert.deepEqual(await s.tasks.purge(30, 1), { tasks: 3, scripts: 1 });
+    const left = (await s.pool.query<{ task_id: string }>(`select task_id from tasks`)).rows.map(
+      (r) => r.task_id,
+    );
+    assert.deepEqual(left.sort(), [oldRunning, oldPending, recentDone].sort());
+    const logs = await s.pool.query<{ n: string }>(
+      `select count(*) as n from task_logs where task_id = any($1::uuid[])`,
+      [oldDone],
+    );
+    assert.equal(logs.rows[0]?.n, '0');
+    // The pending task's script stays; the expired one's went with it.
+    const scripts = await s.pool.query<{ script: string }>(`select script from task_scripts`);
+    assert.deepEqual(
+      scripts.rows.map((r) => r.script),
+      [keptScript],
+    );
+    assert.deepEqual(await s.tasks.purge(30), { tasks: 0, scripts: 0 });
+    // A batch that reuses a script marks it used (under the row's lock, so a purge
+    // cannot delete it under that batch).
+    await s.pool.query(`update task_scripts set last_used_at = now() - interval '40 days'`);
+    await make('pending', 0, keptScript);
+    const used = await s.pool.query<{ fresh: boolean }>(
+      `select last_used_at > now() - interval '1 minute' as fresh from task_scripts`,
+    );
+    assert.deepEqual(
+      used.rows.map((r) => r.fresh),
+      [true],
+    );
+  } finally {
+    await s.close();
+    await db.drop();
+  }
+});

@@ -275,6 +275,12 @@ export interface TaskQueries {
   expire(): Promise<string[]>;
   /** dispatched/running on agents offline longer than the grace -> lost. */
   loseOnOfflineAgents(graceSeconds: number): Promise<string[]>;
+  /**
+   * Deletes finished tasks created more than `days` ago, with their logs, up to
+   * `batch` a statement and `rounds` statements a call, then the shared scripts
+   * no task names that no batch used for `days`. Returns what it deleted.
+   */
+  purge(days: number, batch?: number, rounds?: number): Promise<{ tasks: number; scripts: number }>;
 }
 
 /**
@@ -546,7 +552,7 @@ export function createTaskQueries(
         ), sc as (
           insert into task_scripts (script_hash, script)
           select ${hash}::bytea, ${shared ? spec.script : null}::text where ${hash}::bytea is not null
-          on conflict (script_hash) do nothing
+          on conflict (script_hash) do update set last_used_at = now()
         ), ins as (
           insert into tasks (task_id, agent_id, type, script, script_hash, args, env, clean_env, working_dir, run_as,
                              timeout_seconds, kill_grace_seconds, limits, delivery_timeout_seconds, idempotency_key,
@@ -881,6 +887,31 @@ export function createTaskQueries(
            and a.status = 'offline' and a.disconnected_at < now() - make_interval(secs => ${graceSeconds})
         returning t.task_id`.execute(db);
       return rows.map((r) => r.task_id);
+    },
+
+    async purge(days, batch = 1000, rounds = 100) {
+      let tasks = 0;
+      for (let round = 0; round < rounds; round++) {
+        // Oldest first, through tasks_created_idx; the logs go by their foreign key's cascade.
+        const r = await sql`
+          delete from tasks t
+           using (select task_id from tasks
+                   where created_at < now() - make_interval(days => ${days}::int)
+                     and status in ('succeeded', 'failed', 'timed_out', 'canceled', 'lost', 'expired')
+                   order by created_at
+                   limit ${batch}::int) old
+           where t.task_id = old.task_id`.execute(db);
+        const n = Number(r.numAffectedRows ?? 0);
+        tasks += n;
+        if (n < batch) break;
+      }
+      // A batch that reuses a script sets its last_used_at under the row's lock, so a
+      // script is never deleted under a batch that is naming it.
+      const s = await sql`
+        delete from task_scripts s
+         where s.last_used_at < now() - make_interval(days => ${days}::int)
+           and not exists (select 1 from tasks t where t.script_hash = s.script_hash)`.execute(db);
+      return { tasks, scripts: Number(s.numAffectedRows ?? 0) };
     },
   };
   return queries;

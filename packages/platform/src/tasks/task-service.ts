@@ -55,6 +55,10 @@ export interface TaskServiceOptions {
   lostGraceSeconds?: number;
   /** Bytes of task logs kept per task; default 32 MiB. */
   logBudgetBytes?: number;
+  /** PlatformConfig.taskRetentionDays; default 0 (keep every task). */
+  taskRetentionDays?: number;
+  /** Milliseconds between purges; default 10 minutes. */
+  purgeIntervalMs?: number;
 }
 
 export interface TaskService {
@@ -204,6 +208,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   const pollMs = options.pollIntervalMs ?? 1000;
   const reapMs = options.reapIntervalMs ?? 1000;
   const lostGrace = options.lostGraceSeconds ?? 300;
+  const retentionDays = options.taskRetentionDays ?? 0;
   const writer: EventWriter = createEventWriter({
     store,
     logger: logger.child({ scope: 'event-writer' }),
@@ -669,6 +674,16 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       };
       every(pollMs, 'dispatch poll', poll);
       every(reapMs, 'reaper', reap);
+      if (retentionDays > 0) {
+        every(options.purgeIntervalMs ?? 10 * 60 * 1000, 'purge', async () => {
+          const gone = await store.tasks.purge(retentionDays);
+          if (gone.tasks > 0 || gone.scripts > 0)
+            logger.info(
+              { ...gone, retention_days: retentionDays },
+              'purged finished tasks past their retention',
+            );
+        });
+      }
     },
     async close() {
       closed = true;

@@ -1186,3 +1186,39 @@ test("a batch's large script is stored once, shared by its tasks and by later ba
     await admin.end();
   }
 });
+
+test('with a task retention, the platform purges finished tasks past it by itself; without one it keeps them', async () => {
+  const agent = sim(a);
+  await agent.ready;
+  const ids: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const t = (
+      await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
+        agent_id: agent.agentId,
+        type: 'shell',
+        script: 'true',
+      })
+    ).body;
+    await waitFor('done', async () =>
+      terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
+    );
+    ids.push(t.task_id);
+  }
+  const [old, recent] = ids;
+  await a.store.pool.query(`update tasks set created_at = now() - interval '3 days' where task_id = $1`, [
+    old,
+  ]);
+  const exists = async (id: string | undefined) =>
+    (await a.store.pool.query(`select 1 from tasks where task_id = $1`, [id])).rows.length === 1;
+  // `a` and `b` run without a retention: after a few of their sweeps, the old task is still there.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(await exists(old), true);
+  const c = await startPlatform({ ...common(), taskRetentionDays: 2, purgeIntervalMs: 50 });
+  try {
+    await waitFor('purged', async () => !(await exists(old)));
+    assert.equal(await exists(recent), true);
+    assert.equal((await api(c, 'GET', `/api/v1/tasks/${old}`)).status, 404);
+  } finally {
+    await c.stop();
+  }
+});
