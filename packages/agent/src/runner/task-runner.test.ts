@@ -414,31 +414,24 @@ test('a task whose accept cannot be journaled never runs; its FAILED result is s
   await runner.close();
 });
 
-test('an unsupported task type gets a journaled FAILED result and never runs', async () => {
-  const s = await setup();
-  const link = fakeLink();
-  s.runner.onReady(link);
-  s.runner.onMessage(request('t-type', 'echo hi', { type: 42 as TaskType }), link);
-  await waitFor('result', () => link.results().length === 1);
-  const r = link.results()[0];
-  assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
-  assert.equal(r?.error, 'unsupported task type 42');
-  assert.equal(link.started().length, 0);
-  // Sent while it is written: journaled shortly after.
-  await waitFor('journaled', () => s.journal.state('t-type') === 'completed');
-});
-
-test('an empty script gets a journaled FAILED result and never runs (the platform refuses one, so it is a bug)', async () => {
-  const s = await setup();
-  const link = fakeLink();
-  s.runner.onReady(link);
-  s.runner.onMessage(request('t-empty', ' \n'), link);
-  await waitFor('result', () => link.results().length === 1);
-  const r = link.results()[0];
-  assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
-  assert.equal(r?.error, 'empty script');
-  assert.equal(link.started().length, 0);
-  await waitFor('journaled', () => s.journal.state('t-empty') === 'completed');
+test('a request the agent refuses (an unsupported type; an empty script, which the platform never sends) gets a journaled FAILED result and never runs', async () => {
+  const cases = [
+    { id: 't-type', script: 'echo hi', extra: { type: 42 as TaskType }, error: 'unsupported task type 42' },
+    { id: 't-empty', script: ' \n', extra: {}, error: 'empty script' },
+  ];
+  for (const c of cases) {
+    const s = await setup();
+    const link = fakeLink();
+    s.runner.onReady(link);
+    s.runner.onMessage(request(c.id, c.script, c.extra), link);
+    await waitFor('result', () => link.results().length === 1);
+    const r = link.results()[0];
+    assert.equal(r?.status, TaskStatus.TASK_STATUS_FAILED);
+    assert.equal(r?.error, c.error);
+    assert.equal(link.started().length, 0);
+    // Sent while it is written: journaled shortly after.
+    await waitFor('journaled', () => s.journal.state(c.id) === 'completed');
+  }
 });
 
 test('when the executor queue is full the task fails with "agent queue full"', async () => {

@@ -81,6 +81,11 @@ async function api<T>(
   return { status: res.status, body: (await res.json()) as T };
 }
 
+/** Creates a shell task through `p`'s REST API; its id. */
+const createTask = async (p: Platform, agentId: string, script: string): Promise<string> =>
+  (await api<TaskJson>(p, 'POST', '/api/v1/tasks', { agent_id: agentId, type: 'shell', script })).body
+    .task_id;
+
 const terminal = (t: TaskJson | undefined) =>
   t && ['succeeded', 'failed', 'timed_out', 'canceled', 'lost', 'expired'].includes(t.status) ? t : undefined;
 
@@ -1047,9 +1052,7 @@ test('large task requests wait for the outbound budget, each agent in order; sma
     const quick = sim(c);
     await Promise.all([slow.ready, next.ready, quick.ready]);
     const big = (n: number) => `# ${'x'.repeat(300 * 1024)}\necho ${n}\n`;
-    const create = async (agent: SimAgent, script: string) =>
-      (await api<TaskJson>(c, 'POST', '/api/v1/tasks', { agent_id: agent.agentId, type: 'shell', script }))
-        .body.task_id;
+    const create = (agent: SimAgent, script: string) => createTask(c, agent.agentId, script);
 
     // An agent that stops reading: gRPC takes ~16 messages into its buffer, then HTTP/2
     // flow control holds the platform's write of the next one.
@@ -1192,17 +1195,9 @@ test('with a task retention, the platform purges finished tasks past it by itsel
   await agent.ready;
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
-    const t = (
-      await api<TaskJson>(a, 'POST', '/api/v1/tasks', {
-        agent_id: agent.agentId,
-        type: 'shell',
-        script: 'true',
-      })
-    ).body;
-    await waitFor('done', async () =>
-      terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${t.task_id}`)).body),
-    );
-    ids.push(t.task_id);
+    const id = await createTask(a, agent.agentId, 'true');
+    await waitFor('done', async () => terminal((await api<TaskJson>(a, 'GET', `/api/v1/tasks/${id}`)).body));
+    ids.push(id);
   }
   const [old, recent] = ids;
   await a.store.pool.query(`update tasks set created_at = now() - interval '3 days' where task_id = $1`, [
