@@ -537,8 +537,8 @@ export function createTaskQueries(
         seen.add(t.agentId);
       }
       const col = <T>(f: (t: BatchTarget) => T): T[] => targets.map(f);
-      // A large script goes into task_scripts once (a repeat of it is already there);
-      // each task then names it by hash.
+      // A large script goes into task_scripts once (a batch that repeats it marks the
+      // row used instead); each task then names it by hash.
       const shared = Buffer.byteLength(spec.script) >= SHARED_SCRIPT_BYTES;
       const hash = shared ? createHash('sha256').update(spec.script).digest() : null;
       const inserted = await run(
