@@ -226,6 +226,20 @@ test('run --label fans out to every matching agent, prefixes whole lines with th
     );
   }
   assert.match(ok.stderr, /2\/2 succeeded/);
+  // A script large enough to be stored once for the batch (decision 0008), from stdin:
+  // each real agent runs all of it.
+  const big = `# ${'p'.repeat(8 * 1024)}\necho "tail $(wc -c < "$0")"\n`;
+  const shared = await run(['run', '--label', 'suite=cli', '-f', '-'], { input: big });
+  assert.equal(shared.code, 0, shared.stderr);
+  const tails = shared.stdout
+    .trim()
+    .split('\n')
+    .map((l) => l.split('| ')[1]);
+  assert.deepEqual(
+    tails,
+    [`tail ${Buffer.byteLength(big)}`, `tail ${Buffer.byteLength(big)}`],
+    shared.stdout,
+  );
   const bad = await run([
     'run',
     '--agent',
