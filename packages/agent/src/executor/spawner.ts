@@ -101,6 +101,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import { trace } from '@agent-platform/protocol';
 import { describeError } from './errors.js';
 
 /** How a task's main process ended. */
@@ -142,6 +143,8 @@ export interface SpawnRequest {
    * script must not contain NUL (the protocol's separator).
    */
   script?: { dir: string; file: string; content: string; owner: { uid: number; gid: number } | null };
+  /** The task's id for the `a-ready` step of AP_TRACE_FILE (a gated child at its gate); not sent to the helper. */
+  traceId?: string;
 }
 
 /**
@@ -434,6 +437,7 @@ async function findPerl(): Promise<string | null> {
 
 interface Waiter {
   file: string;
+  traceId: string | undefined;
   resolveStart(outcome: SpawnOutcome): void;
   resolveExit?: (exit: ExitInfo) => void;
   /** The start promise is settled. */
@@ -598,6 +602,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
     };
     switch (kind) {
       case 'R': {
+        if (w.traceId !== undefined) trace('a-ready', w.traceId);
         // A gated child waits at its gate: its pipes are opened now, off the path
         // from the gate's opening to the task's start.
         const pipes = open();
@@ -746,7 +751,7 @@ function wrapHelper(helper: ChildProcess, logger: Logger): Spawner {
       const id = String(++nextId);
       hold();
       return new Promise<SpawnOutcome>((resolveStart) => {
-        const w: Waiter = { file: req.file, resolveStart, settled: false };
+        const w: Waiter = { file: req.file, traceId: req.traceId, resolveStart, settled: false };
         waiters.set(id, w);
         send([
           'S',

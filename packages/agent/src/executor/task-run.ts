@@ -335,6 +335,7 @@ export class TaskRun {
           : { joinCgroups: this.cgroup?.procsFiles ?? [] }),
         joinStrict: this.joinStrict,
         script: this.deferredScript,
+        traceId: this.taskId,
       };
       // Go once the gate is open, unless the task was stopped first; a stop while
       // the process waits at its gate aborts it (it exits without exec).
